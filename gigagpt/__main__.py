@@ -1,0 +1,3 @@
+from gigagpt.cli import main
+
+raise SystemExit(main())

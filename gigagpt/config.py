@@ -1,0 +1,284 @@
+"""Typed configs read from TOML presets, with `--set section.key=value` overrides.
+
+No torch here: the dashboard imports this module to validate its form.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """Bad config: the message names the file, key, value and what is allowed."""
+
+
+@dataclass
+class ModelConfig:
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    block_size: int = 1024
+    vocab_size: int = 50257
+    bias: bool = True  # biases in linears and LayerNorms; the tied LM head never has one
+    dropout: float = 0.0
+    init_std: float = 0.02
+    attention: str = "sdpa"  # "sdpa" (fused kernel) or "math" (masked softmax, for compilers)
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    batch_size: int = 8  # sequences per micro-step; an optimizer step sees batch_size*grad_accum
+    grad_accum: int = 1
+    lr: float = 6e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # 0 disables clipping (the norm is still logged)
+    dtype: str = "bfloat16"  # autocast dtype: "bfloat16" or "float32"
+    compile: bool = False
+    seed: int = 1337
+    log_interval: int = 10
+    eval_interval: int = 100
+    eval_steps: int = 20
+    checkpoint_interval: int = 500
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "shakespeare"  # a prepared dataset's name under data/, or a path
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
+CHOICES = {("model", "attention"): ("sdpa", "math"), ("train", "dtype"): ("bfloat16", "float32")}
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("GIGAGPT_DATA", "data"))
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("GIGAGPT_RUNS", "runs"))
+
+
+def cache_dir() -> Path:
+    if os.environ.get("GIGAGPT_CACHE"):
+        return Path(os.environ["GIGAGPT_CACHE"])
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "gigagpt"
+    base = os.environ.get("LOCALAPPDATA") if sys.platform == "win32" else os.environ.get("XDG_CACHE_HOME")
+    return Path(base or Path.home() / ".cache") / "gigagpt"
+
+
+def _type_name(t) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[t]
+
+
+def _check_type(where: str, key: str, value, t):
+    """Return value as type t, or raise. TOML ints are accepted where floats are expected."""
+    ok = (
+        (t is bool and isinstance(value, bool))
+        or (t is int and isinstance(value, int) and not isinstance(value, bool))
+        or (t is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (t is str and isinstance(value, str))
+    )
+    if not ok:
+        raise ConfigError(f"{where}: {key} = {value!r}: must be {_type_name(t)}")
+    return float(value) if t is float else value
+
+
+def _field_types(cls) -> dict:
+    hints = {"int": int, "float": float, "bool": bool, "str": str}
+    return {f.name: hints[f.type] if isinstance(f.type, str) else f.type for f in fields(cls)}
+
+
+def from_dict(raw: dict, source: str = "<config>") -> Config:
+    cfg = Config()
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{section}]; allowed: {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: {section} = {values!r}: must be a [{section}] table")
+        types = _field_types(SECTIONS[section])
+        for key, value in values.items():
+            if key not in types:
+                raise ConfigError(
+                    f"{source}: unknown key {section}.{key}; allowed in [{section}]: {', '.join(types)}"
+                )
+            setattr(getattr(cfg, section), key, _check_type(source, f"{section}.{key}", value, types[key]))
+    return cfg
+
+
+def parse_override(text: str, source: str = "--set") -> tuple[str, str, object]:
+    """'train.lr=3e-4' -> ('train', 'lr', 0.0003), converted to the key's type."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"{source} {text!r}: expected section.key=value, e.g. train.lr=3e-4")
+    dotted, raw = (s.strip() for s in text.split("=", 1))
+    section, key = dotted.split(".", 1)
+    if section not in SECTIONS:
+        raise ConfigError(f"{source} {text!r}: unknown section [{section}]; allowed: {', '.join(SECTIONS)}")
+    types = _field_types(SECTIONS[section])
+    if key not in types:
+        raise ConfigError(f"{source} {text!r}: unknown key {dotted}; allowed in [{section}]: {', '.join(types)}")
+    t = types[key]
+    try:
+        if t is bool:
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            value = raw.lower() in ("true", "1")
+        elif t is int:
+            value = int(raw.replace("_", ""))
+        elif t is float:
+            value = float(raw)
+        else:
+            value = raw
+    except ValueError:
+        raise ConfigError(f"{source} {dotted} = {raw!r}: must be {_type_name(t)}") from None
+    return section, key, value
+
+
+def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") -> Config:
+    cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model), train=dataclasses.replace(cfg.train),
+        data=dataclasses.replace(cfg.data),
+    )
+    for text in overrides or []:
+        section, key, value = parse_override(text, source)
+        setattr(getattr(cfg, section), key, value)
+    return cfg
+
+
+def load_config(path, overrides: list[str] | None = None, check_data: bool = True) -> Config:
+    """Read, override and validate a TOML config. Raises ConfigError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    cfg = apply_overrides(from_dict(raw, str(path)), overrides or [])
+    validate(cfg, str(path), check_data=check_data)
+    return cfg
+
+
+def validate(cfg: Config, source: str = "<config>", check_data: bool = True) -> None:
+    m, t = cfg.model, cfg.train
+
+    def bad(key, value, allowed):
+        raise ConfigError(f"{source}: {key} = {value!r}: {allowed}")
+
+    for key in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
+        if getattr(m, key) <= 0:
+            bad(f"model.{key}", getattr(m, key), "must be > 0")
+    if m.n_embd % m.n_head:
+        bad("model.n_embd", m.n_embd, f"must be divisible by model.n_head = {m.n_head}")
+    if not 0.0 <= m.dropout < 1.0:
+        bad("model.dropout", m.dropout, "must be in [0, 1)")
+    if m.init_std <= 0:
+        bad("model.init_std", m.init_std, "must be > 0")
+    for key in ("max_steps", "batch_size", "grad_accum", "log_interval", "eval_interval",
+                "eval_steps", "checkpoint_interval", "keep_checkpoints"):
+        if getattr(t, key) <= 0:
+            bad(f"train.{key}", getattr(t, key), "must be > 0")
+    if t.lr <= 0:
+        bad("train.lr", t.lr, "must be > 0")
+    if not 0.0 <= t.min_lr_ratio <= 1.0:
+        bad("train.min_lr_ratio", t.min_lr_ratio, "must be in [0, 1]")
+    if t.warmup_steps < 0 or t.warmup_steps > t.max_steps:
+        bad("train.warmup_steps", t.warmup_steps, f"must be in [0, train.max_steps = {t.max_steps}]")
+    for key in ("weight_decay", "grad_clip"):
+        if getattr(t, key) < 0:
+            bad(f"train.{key}", getattr(t, key), "must be >= 0")
+    for key in ("beta1", "beta2"):
+        if not 0.0 <= getattr(t, key) < 1.0:
+            bad(f"train.{key}", getattr(t, key), "must be in [0, 1)")
+    if t.eps <= 0:
+        bad("train.eps", t.eps, "must be > 0")
+    for (section, key), allowed in CHOICES.items():
+        value = getattr(getattr(cfg, section), key)
+        if value not in allowed:
+            bad(f"{section}.{key}", value, "must be one of " + ", ".join(map(repr, allowed)))
+    if check_data:
+        info = dataset_info(cfg.data.dataset, source)
+        for split in ("train", "val"):
+            if info["tokens"][split] <= m.block_size:
+                bad("model.block_size", m.block_size,
+                    f"must be smaller than the {split} split of dataset {info['path']} "
+                    f"({info['tokens'][split]} tokens)")
+        if info["vocab_size"] > m.vocab_size:
+            bad("model.vocab_size", m.vocab_size,
+                f"must be >= the dataset's vocabulary ({info['vocab_size']}, {info['path']})")
+
+
+def resolve_dataset(name: str) -> Path:
+    """A dataset is a directory path, or a name under the data root."""
+    p = Path(name).expanduser()
+    if p.is_dir() or os.sep in name or name.startswith("."):
+        return p
+    return data_root() / name
+
+
+def dataset_info(name: str, source: str = "<config>") -> dict:
+    """Token counts of a prepared dataset, from the .bin sizes (the truth) and meta.json."""
+    path = resolve_dataset(name)
+    missing = [f for f in ("train.bin", "val.bin") if not (path / f).is_file()]
+    if missing:
+        raise ConfigError(
+            f"{source}: data.dataset = {name!r}: no prepared dataset at {path} (missing "
+            f"{', '.join(missing)}); prepare one with `gigagpt data prepare shakespeare`"
+        )
+    meta = {}
+    if (path / "meta.json").is_file():
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path / 'meta.json'}: not valid JSON: {e}") from None
+    return {
+        "path": path,
+        "tokens": {s: (path / f"{s}.bin").stat().st_size // 2 for s in ("train", "val")},
+        "vocab_size": int(meta.get("vocab_size", 0)),
+        "eot": meta.get("eot", 50256),
+        "meta": meta,
+    }
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_toml(cfg: Config) -> str:
+    """The fully resolved config as TOML (only str/int/float/bool values, so no library needed)."""
+    out = []
+    for section, values in to_dict(cfg).items():
+        out.append(f"[{section}]")
+        for key, value in values.items():
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, str):
+                text = json.dumps(value)  # a JSON string is a valid TOML basic string
+            else:
+                text = repr(value)
+            out.append(f"{key} = {text}")
+        out.append("")
+    return "\n".join(out)
