@@ -1,0 +1,164 @@
+"""`gigagpt` command line: train, resume, sample, data, dash."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gigagpt import rundir
+from gigagpt.config import ConfigError, apply_overrides, from_dict, load_config, runs_root, validate
+
+REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def resolve_config(arg: str) -> Path:
+    """A config path, or a preset name looked up in ./configs and then the repository's configs/."""
+    p = Path(arg)
+    if p.suffix == ".toml" or p.exists():
+        return p
+    for d in (Path("configs"), REPO_CONFIGS):
+        if (d / f"{arg}.toml").is_file():
+            return d / f"{arg}.toml"
+    names = sorted(q.stem for q in REPO_CONFIGS.glob("*.toml"))
+    raise ConfigError(f"config {arg!r}: no such file or preset; presets: {', '.join(names)}")
+
+
+def cmd_train(args) -> int:
+    path = resolve_config(args.config)
+    cfg = load_config(path, args.set)
+    if args.stop_at is not None and args.stop_at <= 0:
+        raise ConfigError(f"--stop-at {args.stop_at}: must be > 0")
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+        rundir.check_run_id(run_dir.name)
+        if (run_dir / "meta.json").exists() or rundir.checkpoints(run_dir):
+            raise rundir.RunError(f"--run-dir {run_dir}: already holds a run; continue it with "
+                                  f"`gigagpt resume {run_dir}` or choose another directory")
+    else:
+        root = Path(args.runs_root) if args.runs_root else runs_root()
+        run_dir = root / rundir.new_run_id(root, rundir.check_run_id(args.name or path.stem))
+    from gigagpt.train import pick_device, train  # torch is imported only by the commands that need it
+
+    pick_device(args.device)  # a missing device is an argument error, before any file is written
+    print(f"run directory: {run_dir}", flush=True)
+    return train(cfg, run_dir, args.device, stop_at=args.stop_at, argv=sys.argv, preset=path.stem)
+
+
+def cmd_resume(args) -> int:
+    run_dir = rundir.resolve_run(args.run, Path(args.runs_root) if args.runs_root else runs_root())
+    meta = rundir.read_meta(run_dir)
+    status = rundir.effective_status(meta)
+    if status == "running":
+        raise rundir.RunError(f"run {run_dir}: still running (pid {meta.get('pid')}); stop it first")
+    cfg = load_config(run_dir / "config.toml", args.set)
+    if status == "completed" and cfg.train.max_steps <= meta.get("step", 0):
+        raise ConfigError(f"run {run_dir}: completed at step {meta.get('step')}; to train on, pass "
+                          f"--set train.max_steps=N with N > {meta.get('step')}")
+    from gigagpt.train import pick_device, train
+
+    pick_device(args.device)
+    return train(cfg, run_dir, args.device, resume=True, stop_at=args.stop_at, argv=sys.argv)
+
+
+def cmd_sample(args) -> int:
+    import torch
+
+    from gigagpt.model import GPT
+    from gigagpt.tokenizer import get_tokenizer
+    from gigagpt.train import load_checkpoint, pick_device
+
+    run_dir = rundir.resolve_run(args.run, Path(args.runs_root) if args.runs_root else runs_root())
+    ckpts = rundir.checkpoints(run_dir)
+    if not ckpts:
+        raise rundir.RunError(f"run {run_dir}: has no checkpoint yet")
+    state = load_checkpoint(ckpts[-1])
+    cfg = from_dict(state["config"], str(ckpts[-1]))
+    validate(cfg, str(ckpts[-1]), check_data=False)
+    device = pick_device(args.device)
+    model = GPT(cfg.model)
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    enc = get_tokenizer()
+    eot = enc.eot_token
+    ids = enc.encode_ordinary(args.prompt) if args.prompt else [eot]
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    for i in range(args.num_samples):
+        out = model.generate(torch.tensor([ids], device=device), args.max_new_tokens, args.temperature,
+                             args.top_k, eot=eot, generator=gen)
+        text = enc.decode([t for t in out[0].tolist() if t < enc.n_vocab])
+        print(("" if i == 0 else "\n" + "-" * 40 + "\n") + text, flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gigagpt", description="Train GPT-2-style models, from a laptop CPU to clusters.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add_common(q):
+        q.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
+        q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+        q.add_argument("--runs-root", help="where runs live (default: $GIGAGPT_RUNS or ./runs)")
+        q.add_argument("--stop-at", type=int, metavar="STEP",
+                       help="checkpoint and stop (status 'stopped', resumable) after this step")
+
+    q = sub.add_parser("train", help="train a model from a config")
+    q.add_argument("config", help="a TOML config path or a preset name (tiny, nano, 124m, 111m, ...)")
+    q.add_argument("--run-dir", help="the run directory (default: <runs root>/<name>-<time>)")
+    q.add_argument("--name", help="run name (default: the config's name)")
+    add_common(q)
+    q.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    q.add_argument("run", help="a run directory or a run id under the runs root")
+    add_common(q)
+    q.set_defaults(func=cmd_resume)
+
+    q = sub.add_parser("sample", help="generate text from a run's latest checkpoint")
+    q.add_argument("run", help="a run directory or a run id under the runs root")
+    q.add_argument("--prompt", default="", help="text to continue (default: start of a document)")
+    q.add_argument("--max-new-tokens", type=int, default=200)
+    q.add_argument("--temperature", type=float, default=0.8)
+    q.add_argument("--top-k", type=int, default=200)
+    q.add_argument("--num-samples", type=int, default=1)
+    q.add_argument("--seed", type=int, default=1337)
+    q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    q.add_argument("--runs-root")
+    q.set_defaults(func=cmd_sample)
+
+    try:
+        from gigagpt import prepare
+    except ImportError:
+        prepare = None
+    if prepare is not None and hasattr(prepare, "add_data_parser"):
+        prepare.add_data_parser(sub)
+
+    q = sub.add_parser("dash", help="open the dashboard")
+    q.add_argument("rest", nargs=argparse.REMAINDER)
+    q.set_defaults(func=lambda a: __import__("app.main", fromlist=["main"]).main(a.rest))
+    return p
+
+
+def error_types() -> tuple:
+    types = [ConfigError, rundir.RunError]
+    for mod, name in (("gigagpt.prepare", "DataError"), ("gigagpt.tokenizer", "TokenizerError")):
+        try:
+            types.append(getattr(__import__(mod, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(types)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except error_types() as e:
+        print(f"gigagpt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""The run directory: the contract between the trainer and its readers (docs/run-format.md).
+
+No torch here: the dashboard and `gigagpt runs` read runs with this module.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from pathlib import Path
+
+STATUSES = ("running", "completed", "stopped", "failed")
+HEARTBEAT_SECONDS = 10  # the trainer refreshes meta.json's heartbeat this often
+STALE_AFTER = 90  # a running run silent for this long is reported as crashed
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
+class RunError(ValueError):
+    pass
+
+
+def check_run_id(run_id: str) -> str:
+    if "/" in run_id or "\\" in run_id or ".." in run_id or not _SAFE_ID.match(run_id):
+        raise RunError(
+            f"run name {run_id!r}: use letters, digits and . _ + - (no '/', no '..', at most 128)"
+        )
+    return run_id
+
+
+def new_run_id(root: Path, name: str) -> str:
+    """'<name>-<YYYYmmdd-HHMMSS>', with a numeric suffix if that directory exists already."""
+    base = check_run_id(f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_id, i = base, 1
+    while (Path(root) / run_id).exists():
+        i += 1
+        run_id = f"{base}-{i}"
+    return run_id
+
+
+def atomic_write(path: Path, write, mode: str = "wb") -> None:
+    """Write through a temp file in the same directory, fsync, then rename over `path`.
+
+    A reader (or a crash) sees either the old file or the whole new one, never a torn one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), mode="w")
+
+
+def read_meta(run_dir: Path) -> dict:
+    """meta.json, or raise RunError saying what is wrong with it."""
+    path = Path(run_dir) / "meta.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("status") not in STATUSES:
+        raise RunError(f"{path}: status = {meta.get('status') if isinstance(meta, dict) else meta!r}: "
+                       f"must be one of {', '.join(STATUSES)}")
+    return meta
+
+
+def pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited child of ours not yet reaped) is dead for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def effective_status(meta: dict, now: float | None = None) -> str:
+    """meta's status, except 'crashed' for a 'running' run whose process is gone.
+
+    On this host a dead pid says so at once; elsewhere a heartbeat older than STALE_AFTER does.
+    """
+    status = meta.get("status")
+    if status != "running":
+        return status
+    if meta.get("host") == socket.gethostname() and not pid_alive(meta.get("pid")):
+        return "crashed"
+    beat = meta.get("heartbeat") or meta.get("updated") or 0
+    if (now or time.time()) - beat > STALE_AFTER:
+        return "crashed"
+    return status
+
+
+def append_jsonl(f, record: dict) -> None:
+    """One whole line per record, flushed, so a reader sees at most one torn last line."""
+    f.write(json.dumps(record, separators=(",", ":")) + "\n")
+    f.flush()
+
+
+def read_jsonl(path: Path, offset: int = 0) -> tuple[list[dict], int, int]:
+    """Records from byte `offset` up to the last complete line.
+
+    Returns (records, next_offset, bad_lines). A torn last line is left for the next call;
+    a complete line that is not a JSON object is counted in bad_lines and skipped.
+    """
+    records, bad = [], 0
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset, 0
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            bad += 1
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+        else:
+            bad += 1
+    return records, offset + end, bad
+
+
+def apply_resumes(records: list[dict]) -> list[dict]:
+    """Drop records that a later resume rolled back.
+
+    A run killed after its last checkpoint logged steps that resume recomputes; the
+    {"kind": "event", "event": "resume", "step": N} line marks that steps > N before it are void.
+    """
+    out = []
+    for rec in records:
+        if rec.get("kind") == "event" and rec.get("event") == "resume":
+            step = rec.get("step", 0)
+            out = [r for r in out if r.get("kind") == "event" or r.get("step", 0) <= step]
+        out.append(rec)
+    return out
+
+
+def load_metrics(run_dir: Path) -> list[dict]:
+    records, _, _ = read_jsonl(Path(run_dir) / "metrics.jsonl")
+    return apply_resumes(records)
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temp files of an interrupted write are ignored)."""
+    return sorted(Path(run_dir, "checkpoints").glob("step_*.pt"))
+
+
+def resolve_run(arg: str, root: Path) -> Path:
+    """A run given as a directory path or as an id under the runs root."""
+    p = Path(arg)
+    if (p / "meta.json").exists() or (p / "config.toml").exists():
+        return p
+    q = Path(root) / arg
+    if q.is_dir():
+        return q
+    raise RunError(f"run {arg!r}: no run directory at {p} or {q}")

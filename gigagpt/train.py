@@ -1,0 +1,382 @@
+"""The training loop: one process, one device; writes the run directory (docs/run-format.md)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+import gigagpt
+from gigagpt import rundir
+from gigagpt.config import Config, ConfigError, cache_dir, dataset_info, to_dict, to_toml
+from gigagpt.model import GPT
+from gigagpt.plan import flops_per_token, param_count, peak_for_device_name, tokens_per_step
+
+
+# ---------------------------------------------------------------------------- device and data
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (torch sees none)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: no Apple MPS device is available")
+    return torch.device(name)
+
+
+def open_split(dataset_dir: Path, split: str) -> np.memmap:
+    return np.memmap(Path(dataset_dir) / f"{split}.bin", dtype=np.uint16, mode="r")
+
+
+def get_batch(data: np.memmap, batch_size: int, block_size: int, gen: torch.Generator, device):
+    """Random windows drawn from `gen`; its state is checkpointed, so resume continues the order."""
+    ix = torch.randint(len(data) - block_size, (batch_size,), generator=gen).tolist()
+    x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix]).astype(np.int64))
+    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+# ---------------------------------------------------------------------------- optimisation
+
+def lr_at(step: int, t) -> float:
+    """Linear warmup to lr over warmup_steps, then cosine decay to min_lr_ratio*lr at the last step."""
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    span = max(1, t.max_steps - 1 - t.warmup_steps)
+    progress = min(1.0, (step - t.warmup_steps) / span)
+    min_lr = t.min_lr_ratio * t.lr
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (t.lr - min_lr)
+
+
+def make_optimizer(model: torch.nn.Module, t, device: torch.device) -> torch.optim.AdamW:
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    kwargs = dict(lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)
+    if device.type in ("cuda", "cpu"):  # one fused kernel for all parameters
+        try:
+            return torch.optim.AdamW(groups, fused=True, **kwargs)
+        except (RuntimeError, TypeError):
+            pass
+    return torch.optim.AdamW(groups, foreach=device.type != "cpu", **kwargs)
+
+
+def autocast_for(device: torch.device, dtype: str):
+    if dtype == "float32" or device.type not in ("cpu", "cuda", "mps"):
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
+def evaluate(model, data, cfg: Config, device, ctx) -> float:
+    """Mean loss on the same eval_steps validation windows every time (a fixed-seed generator)."""
+    model.eval()
+    gen = torch.Generator().manual_seed(cfg.train.seed + 1)
+    total = 0.0
+    for _ in range(cfg.train.eval_steps):
+        x, y = get_batch(data, cfg.train.batch_size, cfg.model.block_size, gen, device)
+        with ctx:
+            total += model(x, y).item()
+    model.train()
+    return total / cfg.train.eval_steps
+
+
+# ---------------------------------------------------------------------------- measurement
+
+def cpu_peak_flops(dtype: str) -> float:
+    """Matmul FLOP/s this CPU reaches in `dtype`: the MFU denominator. Measured once, cached."""
+    key = f"{platform.processor() or platform.machine()}|{torch.__version__}|{torch.get_num_threads()}|{dtype}"
+    path = cache_dir() / "cpu_peak.json"
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if key in cached:
+        return cached[key]
+    n, tdtype = 1024, torch.bfloat16 if dtype == "bfloat16" else torch.float32
+    a, b = torch.randn(n, n, dtype=tdtype), torch.randn(n, n, dtype=tdtype)
+    best = 0.0
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t0))
+    cached[key] = best
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rundir.write_json(path, cached)
+    except OSError:
+        pass  # an unwritable cache only costs the probe again next time
+    return best
+
+
+def peak_flops(device: torch.device, dtype: str) -> float | None:
+    if device.type == "cpu":
+        return cpu_peak_flops(dtype)
+    if device.type == "cuda":
+        return peak_for_device_name(torch.cuda.get_device_name(device))
+    return None
+
+
+def device_memory(device: torch.device) -> tuple[int | None, int | None]:
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device), torch.cuda.max_memory_allocated(device)
+    if device.type == "mps":
+        return torch.mps.current_allocated_memory(), None
+    return None, None
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(run_dir: Path, state: dict, keep: int) -> Path:
+    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir.mkdir(exist_ok=True)
+    path = ckpt_dir / f"step_{state['step']:08d}.pt"
+    rundir.atomic_write(path, lambda f: torch.save(state, f))
+    for old in rundir.checkpoints(run_dir)[:-keep]:
+        old.unlink()
+    return path
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ---------------------------------------------------------------------------- the run
+
+class Tee:
+    """Copies what the trainer prints into train.log (when stdout is not that file already)."""
+
+    def __init__(self, stream, log):
+        self.stream, self.log = stream, log
+
+    def write(self, s):
+        self.stream.write(s)
+        self.log.write(s)
+        self.log.flush()
+        return len(s)
+
+    def flush(self):
+        self.stream.flush()
+
+    def isatty(self):
+        return self.stream.isatty()
+
+    def fileno(self):
+        return self.stream.fileno()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), path.stat()
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    except OSError:
+        return False
+
+
+class Meta:
+    """meta.json kept in memory; written atomically on every change and by a heartbeat thread."""
+
+    def __init__(self, path: Path, data: dict):
+        self.path, self.data, self.lock = path, data, threading.Lock()
+        self.stop = threading.Event()
+
+    def update(self, **fields):
+        with self.lock:
+            now = time.time()
+            self.data.update(fields, updated=now, heartbeat=now)
+            rundir.write_json(self.path, self.data)
+
+    def beat_forever(self):
+        while not self.stop.wait(rundir.HEARTBEAT_SECONDS):
+            self.update()
+
+
+def train(cfg: Config, run_dir: Path, device_name: str = "auto", resume: bool = False,
+          stop_at: int | None = None, argv: list[str] | None = None, preset: str = "") -> int:
+    """Train cfg in run_dir (new, or resumed from its last checkpoint). Returns the exit code."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "train.log"
+    if not _same_file(1, log_path):
+        log = open(log_path, "a", encoding="utf-8")
+        sys.stdout, sys.stderr = Tee(sys.stdout, log), Tee(sys.stderr, log)
+
+    old = rundir.read_meta(run_dir) if resume else {}
+    device = pick_device(device_name)
+    meta = Meta(run_dir / "meta.json", {
+        **old,
+        "id": run_dir.name, "name": old.get("name", run_dir.name), "preset": old.get("preset", preset),
+        "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
+        "device": str(device), "world_size": 1, "command": argv or sys.argv,
+        "created": old.get("created", time.time()), "failure": None,
+        "step": old.get("step", 0), "max_steps": cfg.train.max_steps,
+        "params": param_count(cfg.model), "tokens_per_step": tokens_per_step(cfg),
+        "versions": {"gigagpt": gigagpt.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+    })
+    (run_dir / "config.toml").write_text(to_toml(cfg))
+    meta.update()
+    threading.Thread(target=meta.beat_forever, daemon=True).start()
+
+    stop_signal = []
+
+    def on_signal(signum, frame):
+        if not stop_signal:
+            print(f"received {signal.Signals(signum).name}: stopping after this step", flush=True)
+        stop_signal.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+    try:
+        status, reason = _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signal)
+    except Exception as e:  # noqa: BLE001 - any crash becomes a 'failed' run with its reason
+        traceback.print_exc()
+        status, reason = "failed", f"{type(e).__name__}: {e}"
+    meta.stop.set()
+    rundir.append_jsonl(metrics, {"kind": "event", "event": status, "step": meta.data["step"],
+                                  "time": time.time(), **({"reason": reason} if reason else {})})
+    meta.update(status=status, failure=reason)
+    print(f"run {run_dir.name}: {status}" + (f" ({reason})" if reason else ""), flush=True)
+    return 1 if status == "failed" else 0
+
+
+def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signal):
+    t, m = cfg.train, cfg.model
+    info = dataset_info(cfg.data.dataset)
+    train_data, val_data = open_split(info["path"], "train"), open_split(info["path"], "val")
+
+    torch.manual_seed(t.seed)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model = GPT(m).to(device)
+    optimizer = make_optimizer(model, t, device)
+    data_gen = torch.Generator().manual_seed(t.seed)
+    step, tokens, best_val = 0, 0, None
+
+    ckpts = rundir.checkpoints(run_dir) if resume else []
+    if ckpts:
+        state = load_checkpoint(ckpts[-1])
+        if state["config"]["model"] != to_dict(cfg)["model"]:
+            raise ValueError(f"{ckpts[-1]}: the [model] section differs from the checkpoint's; "
+                             "a resumed run can change [train] keys only")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, tokens, best_val = state["step"], state["tokens"], state["best_val"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        data_gen.set_state(state["rng"]["data"])
+        print(f"resumed from {ckpts[-1].name} at step {step}", flush=True)
+    if resume:
+        rundir.append_jsonl(metrics, {"kind": "event", "event": "resume", "step": step, "time": time.time()})
+
+    raw_model = model
+    if t.compile:
+        model = torch.compile(model)
+    ctx = autocast_for(device, t.dtype)
+    params = list(model.parameters())  # a list, not a generator: clipping must see them every step
+    fpt = flops_per_token(m)
+    peak = peak_flops(device, t.dtype)
+    n_params = param_count(m)
+    proc = psutil.Process()
+    rundir.append_jsonl(metrics, {
+        "kind": "event", "event": "start", "step": step, "time": time.time(), "params": n_params,
+        "flops_per_token": fpt, "peak_flops": peak, "device": str(device),
+        "tokens_per_step": tokens_per_step(cfg),
+    })
+    print(f"{n_params:,} parameters on {device}, {tokens_per_step(cfg):,} tokens/step, "
+          f"dataset {info['path']} ({info['tokens']['train']:,} train tokens)", flush=True)
+
+    def checkpoint():
+        state = {
+            "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "tokens": tokens, "best_val": best_val, "config": to_dict(cfg),
+            "rng": {"torch": torch.get_rng_state(), "data": data_gen.get_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+        }
+        path = save_checkpoint(run_dir, state, t.keep_checkpoints)
+        rundir.append_jsonl(metrics, {"kind": "checkpoint", "step": step, "path": str(path.relative_to(run_dir)),
+                                      "time": time.time()})
+
+    model.train()
+    t_last, step_last, loss_acc = time.perf_counter(), step, 0.0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    while step < t.max_steps:
+        lr = lr_at(step, t)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss_sum = torch.zeros((), device=device)
+        for _ in range(t.grad_accum):
+            x, y = get_batch(train_data, t.batch_size, m.block_size, data_gen, device)
+            with ctx:
+                loss = model(x, y)
+            (loss / t.grad_accum).backward()
+            loss_sum += loss.detach()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip > 0 else float("inf"))
+        loss_val, norm_val = (loss_sum / t.grad_accum).item(), grad_norm.item()
+        if not (math.isfinite(loss_val) and math.isfinite(norm_val)):  # before the update: weights stay good
+            return "failed", (f"non-finite loss ({loss_val}) or gradient norm ({norm_val}) at step {step + 1}; "
+                              "the bad weights were not checkpointed")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens += tokens_per_step(cfg)
+        loss_acc += loss_val
+
+        if step % t.log_interval == 0 or step == t.max_steps:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            now = time.perf_counter()
+            n = step - step_last
+            tok_s = n * tokens_per_step(cfg) / (now - t_last)
+            alloc, peak_mem = device_memory(device)
+            rec = {
+                "kind": "train", "step": step, "loss": loss_acc / n, "lr": lr, "grad_norm": norm_val,
+                "tokens": tokens, "tok_s": tok_s, "mfu": fpt * tok_s / peak if peak else None,
+                "step_time": (now - t_last) / n, "rss": proc.memory_info().rss,
+                "mem_alloc": alloc, "mem_peak": peak_mem, "time": time.time(),
+            }
+            rundir.append_jsonl(metrics, rec)
+            mfu = f" | mfu {100 * rec['mfu']:.1f}%" if rec["mfu"] is not None else ""
+            print(f"step {step}/{t.max_steps} | loss {rec['loss']:.4f} | lr {lr:.2e} | "
+                  f"{tok_s:,.0f} tok/s{mfu} | {1000 * rec['step_time']:.0f} ms/step", flush=True)
+            meta.update(step=step)
+            t_last, step_last, loss_acc = now, step, 0.0
+
+        if step % t.eval_interval == 0 or step == t.max_steps:
+            val = evaluate(model, val_data, cfg, device, ctx)
+            best_val = val if best_val is None else min(best_val, val)
+            rundir.append_jsonl(metrics, {"kind": "eval", "step": step, "val_loss": val, "time": time.time()})
+            print(f"step {step}: val loss {val:.4f}", flush=True)
+            t_last = time.perf_counter()  # eval time is not training throughput
+
+        stopping = bool(stop_signal) or step == stop_at
+        if stopping or step % t.checkpoint_interval == 0 or step == t.max_steps:
+            checkpoint()
+            meta.update(step=step)
+            t_last = time.perf_counter()
+        if stopping:
+            return "stopped", None
+    meta.update(step=step)
+    return "completed", None
