@@ -51,6 +51,11 @@ def cmd_resume(args) -> int:
     if status == "running":
         raise rundir.RunError(f"run {run_dir}: still running (pid {meta.get('pid')}); stop it first")
     cfg = load_config(run_dir / "config.toml", args.set)
+    changed = [f"model.{k}" for k, v in vars(cfg.model).items()
+               if v != getattr(load_config(run_dir / "config.toml", check_data=False).model, k)]
+    if changed:
+        raise ConfigError(f"--set {', '.join(changed)}: a resumed run keeps its [model] section; "
+                          "only [train] and [data] keys can change")
     if status == "completed" and cfg.train.max_steps <= meta.get("step", 0):
         raise ConfigError(f"run {run_dir}: completed at step {meta.get('step')}; to train on, pass "
                           f"--set train.max_steps=N with N > {meta.get('step')}")

