@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set up .venv/ (reused when complete) and run gigagpt.
+#   ./run.sh          the dashboard, with the GPT-2 tokenizer and the Shakespeare dataset ready
+#   ./run.sh test     the test suite
+#   ./run.sh ARGS...  any gigagpt command, e.g. ./run.sh train nano
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+VENV=.venv
+# The venv is complete when its stamp matches pyproject.toml; otherwise (re)install.
+stamp="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$stamp" ]; then
+  echo "setting up $VENV ..." >&2
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  # torch first, pinned: a bare 'torch' requirement would pull a multi-GB CUDA build on machines
+  # that keep a CPU wheel locally. Users who already have torch in the venv keep theirs.
+  "$VENV/bin/python" -c "import torch" 2>/dev/null || "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+  "$VENV/bin/python" -m pip install -q -e ".[test]"
+  echo "$stamp" > "$VENV/.stamp"
+fi
+GG="$VENV/bin/gigagpt"
+case "${1:-}" in
+  test)
+    shift
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  "")
+    # The default job: a working tokenizer, the Shakespeare dataset, then the dashboard.
+    "$VENV/bin/python" -c "from gigagpt.tokenizer import get_tokenizer; get_tokenizer()" 2>/dev/null \
+      || "$GG" data fetch-tokenizer
+    [ -f data/shakespeare/meta.json ] || "$GG" data prepare shakespeare
+    exec "$GG" dash
+    ;;
+  *)
+    exec "$GG" "$@"
+    ;;
+esac
