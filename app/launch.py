@@ -1,0 +1,185 @@
+"""What the launch screen needs, without Textual: presets with their plan, datasets, devices,
+turning the form into a validated config, and starting / signalling trainer processes.
+
+Never imports torch: devices are found by a probe subprocess (probe_devices).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from gigagpt import plan, rundir
+from gigagpt.cli import REPO_CONFIGS
+from gigagpt.config import Config, ConfigError, data_root, load_config
+
+# The form: config key -> label. Order is the form's order.
+FORM_FIELDS = {
+    "train.max_steps": "steps",
+    "train.batch_size": "batch size",
+    "train.grad_accum": "grad accum",
+    "train.lr": "lr",
+    "train.dtype": "dtype",
+    "train.compile": "compile",
+    "train.eval_interval": "eval every",
+    "train.checkpoint_interval": "ckpt every",
+}
+PRESET_ORDER = ("tiny", "nano", "124m", "111m", "1p3b", "13b", "70b", "175b")
+
+# Started by this process, so they can be reaped (and killed by the tests' teardown).
+STARTED: list[subprocess.Popen] = []
+
+
+# ---------------------------------------------------------------------------- presets
+
+@dataclass
+class Preset:
+    name: str
+    path: Path
+    cfg: Config | None = None
+    error: str | None = None  # why the file does not load; the row says so instead of numbers
+
+
+def find_presets(extra_dirs: list[Path] = ()) -> list[Preset]:
+    """Every *.toml in the repository's configs/ and in extra_dirs (a later dir wins a name clash)."""
+    found: dict[str, Path] = {}
+    for d in (REPO_CONFIGS, *map(Path, extra_dirs)):
+        for path in sorted(Path(d).glob("*.toml")):
+            found[path.stem] = path
+    presets = []
+    for name, path in found.items():
+        try:
+            presets.append(Preset(name, path, load_config(path, check_data=False)))
+        except ConfigError as e:
+            presets.append(Preset(name, path, error=str(e)))
+    rank = {n: i for i, n in enumerate(PRESET_ORDER)}
+    presets.sort(key=lambda p: (rank.get(p.name, len(rank)), p.name))
+    return presets
+
+
+def form_values(cfg: Config) -> dict[str, str]:
+    """The form's fields as text, from a config."""
+    out = {}
+    for key in FORM_FIELDS:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def config_from_form(preset: Preset, dataset: str | None, values: dict[str, str]) -> tuple[Config, list[str]]:
+    """The preset with the form applied and validated (dataset included): (config, --set list).
+
+    Raises ConfigError with the core's own message (it names the key and the allowed values).
+    """
+    if preset.error:
+        raise ConfigError(preset.error)
+    if not dataset:
+        raise ConfigError(f"no prepared dataset under {data_root()}: "
+                          "prepare one with `gigagpt data prepare shakespeare`")
+    overrides = [f"{key}={value.strip()}" for key, value in values.items()]
+    overrides.append(f"data.dataset={dataset}")
+    return load_config(preset.path, overrides, check_data=True), overrides
+
+
+def datasets() -> list[str]:
+    """Prepared datasets under the data root (what `gigagpt data list` shows)."""
+    from gigagpt.prepare import dataset_names  # numpy + the tokenizer module: only when asked
+
+    return [n for n in dataset_names() if (data_root() / n / "train.bin").is_file()]
+
+
+# ---------------------------------------------------------------------------- devices
+
+@dataclass
+class Device:
+    label: str  # what the picker shows
+    kind: str  # the trainer's --device: cpu, cuda, mps
+    memory: int  # bytes a run may use on it
+    env: dict = field(default_factory=dict)  # e.g. CUDA_VISIBLE_DEVICES for the 2nd GPU
+
+
+PROBE = """
+import json, torch
+out = {"cuda": [], "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
+if torch.cuda.is_available():
+    for i in range(torch.cuda.device_count()):
+        p = torch.cuda.get_device_properties(i)
+        out["cuda"].append({"name": p.name, "memory": p.total_memory})
+print(json.dumps(out))
+"""
+
+
+def cpu_device() -> Device:
+    ram = psutil.virtual_memory().total
+    cores = psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+    return Device(f"cpu · {cores} cores · {plan.human_bytes(ram)}", "cpu", ram)
+
+
+def probe_devices(timeout: float = 60) -> tuple[list[Device], str | None]:
+    """CPU from psutil; CUDA GPUs and MPS from a torch subprocess. (devices, problem or None)."""
+    devices = [cpu_device()]
+    try:
+        proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+        found = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+    except (subprocess.TimeoutExpired, OSError, json.JSONDecodeError, IndexError):
+        found = None
+    if found is None:
+        return devices, "device probe failed (is torch installed?); only the CPU is offered"
+    for i, gpu in enumerate(found.get("cuda", [])):
+        devices.insert(i, Device(f"cuda:{i} · {gpu['name']} · {plan.human_bytes(gpu['memory'])}",
+                                 "cuda", int(gpu["memory"]), {"CUDA_VISIBLE_DEVICES": str(i)}))
+    if found.get("mps"):  # unified memory: the system's RAM
+        devices.insert(0, Device(f"mps · {plan.human_bytes(devices[-1].memory)} unified", "mps",
+                                 devices[-1].memory))
+    return devices, None
+
+
+def plan_row(cfg: Config, device: Device) -> dict:
+    mem = plan.memory_estimate(cfg)
+    return {"params": plan.param_count(cfg.model), "flops": plan.flops_per_token(cfg.model),
+            "memory": mem, "fits": mem["total"] <= device.memory}
+
+
+# ---------------------------------------------------------------------------- processes
+
+def launch(preset: Preset, overrides: list[str], name: str, device: Device, root: Path) -> Path:
+    """Start `gigagpt train` detached (own session, output to the run's train.log). Its run dir."""
+    root = Path(root).resolve()
+    run_id = rundir.new_run_id(root, rundir.check_run_id(name or preset.name))
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "gigagpt", "train", str(preset.path.resolve()), "--run-dir", str(run_dir),
+           "--device", device.kind]
+    for text in overrides:
+        cmd += ["--set", text]
+    with open(run_dir / "train.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, **device.env})
+    STARTED.append(proc)
+    return run_dir
+
+
+def reap() -> dict[str, bool]:
+    """Collect exited children (no zombies); {run id: still alive} for the ones started here."""
+    alive = {}
+    for proc in STARTED:
+        run_dir = Path(proc.args[proc.args.index("--run-dir") + 1])
+        alive[run_dir.name] = proc.poll() is None
+    return alive
+
+
+def send(pid: int, sig: signal.Signals) -> None:
+    """SIGTERM goes to the trainer alone (it checkpoints and exits); SIGKILL to its whole process
+    group, so compile workers die with it."""
+    if sig == signal.SIGKILL and os.getpgid(pid) == pid:
+        os.killpg(pid, sig)
+    else:
+        os.kill(pid, sig)

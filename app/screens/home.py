@@ -1,0 +1,280 @@
+"""The launch screen: presets with their plan, the launch form, and every run under the runs root."""
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
+
+from app import launch
+from app.launch import FORM_FIELDS, Device, Preset
+from gigagpt import plan, rundir
+from gigagpt.config import ConfigError
+
+STATUS_STYLE = {"running": "bold green", "starting": "green", "completed": "cyan", "stopped": "yellow",
+                "failed": "bold red", "crashed": "bold red", "not started": "red", "unreadable": "red"}
+CHOICE_FIELDS = {"train.dtype": ("bfloat16", "float32"), "train.compile": ("false", "true")}
+
+
+def field_id(key: str) -> str:
+    return "f-" + key.replace(".", "-")
+
+
+class HomeScreen(Screen):
+    HELP = ("Pick a preset (the form takes its values), edit the form, launch with ctrl+r.\n"
+            "Memory is per device, no sharding: fp32 weights, grads, AdamW states, activations.\n"
+            "Runs keep going when the dashboard quits; it re-attaches to them when it starts.")
+    BINDINGS = [
+        Binding("ctrl+r", "launch", "Launch", priority=True),
+        Binding("p", "focus_table('presets')", "Presets"),
+        Binding("r", "focus_table('runs')", "Runs"),
+        Binding("q", "app.quit", "Quit"),
+        Binding("question_mark", "app.help", "Help"),
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self.presets: list[Preset] = launch.find_presets(self.app.config_dirs)
+        self.preset: Preset | None = None
+        self.run_order: list[str] = []
+
+    # -- layout
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="top"):
+            with Vertical(id="presets-pane"):
+                yield DataTable(id="presets", cursor_type="row", zebra_stripes=True)
+                yield Static(id="plan")
+            with VerticalScroll(id="form"):
+                yield self._row("device", Select([(d.label, i) for i, d in enumerate(self.app.devices)],
+                                                 value=0, allow_blank=False, id="device", compact=True))
+                yield self._row("dataset", Select([], id="dataset", compact=True,
+                                                  prompt="no prepared dataset"))
+                for key, label in FORM_FIELDS.items():
+                    if key in CHOICE_FIELDS:
+                        widget = Select([(c, c) for c in CHOICE_FIELDS[key]], allow_blank=False,
+                                        id=field_id(key), compact=True)
+                    else:
+                        widget = Input(id=field_id(key), compact=True)
+                    yield self._row(label, widget)
+                yield self._row("run name", Input(id="run-name", compact=True, placeholder="preset name"))
+                yield Button("Launch  ^r", id="launch", variant="primary", compact=True)
+                yield Static(id="form-error")
+        with Vertical(id="runs-pane"):
+            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    @staticmethod
+    def _row(label: str, widget) -> Horizontal:
+        return Horizontal(Label(label, classes="field-label"), widget, classes="field")
+
+    def on_mount(self) -> None:
+        self.query_one("#presets-pane").border_title = "Presets"
+        self.query_one("#form").border_title = "Launch"
+        self.query_one("#runs-pane").border_title = f"Runs in {self.app.runs_root}"
+        table = self.query_one("#presets", DataTable)
+        table.add_column("preset", key="preset")
+        table.add_column("params", key="params")
+        table.add_column("FLOP/tok", key="flops")
+        table.add_column("mem/device", key="memory")
+        table.add_column("fits", key="fits")
+        for preset in self.presets:
+            table.add_row(preset.name, "", "", "", "", key=preset.name)
+        runs = self.query_one("#runs", DataTable)
+        for name in ("run", "preset", "status", "step", "loss", "started"):
+            runs.add_column(name, key=name)
+        self.fill_datasets()
+        default = next((p for p in self.presets if p.name == "tiny"), self.presets[0] if self.presets else None)
+        if default:
+            table.move_cursor(row=self.presets.index(default))
+            self.choose_preset(default)
+        self.refresh_runs()
+
+    # -- presets and the form
+
+    @property
+    def device(self) -> Device:
+        return self.app.devices[self.query_one("#device", Select).value]
+
+    def devices_changed(self) -> None:
+        select = self.query_one("#device", Select)
+        select.set_options([(d.label, i) for i, d in enumerate(self.app.devices)])
+        select.value = 0
+        self.refresh_plan()
+
+    def fill_datasets(self) -> None:
+        try:
+            names = launch.datasets()
+        except OSError as e:
+            names = []
+            self.notify(f"cannot list datasets: {e}", severity="error")
+        select = self.query_one("#dataset", Select)
+        select.set_options([(n, n) for n in names])
+
+    def choose_preset(self, preset: Preset) -> None:
+        self.preset = preset
+        if preset.cfg:
+            with self.prevent(Input.Changed, Select.Changed):
+                for key, value in launch.form_values(preset.cfg).items():
+                    widget = self.query_one(f"#{field_id(key)}")
+                    widget.value = value
+                datasets = self.query_one("#dataset", Select)
+                names = [v for _, v in datasets._options if v != Select.NULL]
+                if preset.cfg.data.dataset in names:
+                    datasets.value = preset.cfg.data.dataset
+                elif names and datasets.value == Select.NULL:
+                    datasets.value = names[0]
+        self.check_form()
+
+    def form(self) -> dict[str, str]:
+        return {key: str(self.query_one(f"#{field_id(key)}").value) for key in FORM_FIELDS}
+
+    def check_form(self):
+        """Validate the form with the core's rules; show the first problem. (config, overrides) or None."""
+        for widget in self.query(".field Input, .field Select"):
+            widget.remove_class("-invalid")
+        error = self.query_one("#form-error", Static)
+        if self.preset is None:
+            error.update("no presets found")
+            return None
+        dataset = self.query_one("#dataset", Select).value
+        try:
+            result = launch.config_from_form(self.preset, None if dataset == Select.NULL else dataset, self.form())
+        except ConfigError as e:
+            message = str(e)
+            # Mark the field that the message names (the core says "train.lr = 'x': ...").
+            for key in [*FORM_FIELDS, "data.dataset"]:
+                if key in message:
+                    widget_id = "dataset" if key == "data.dataset" else field_id(key)
+                    self.query_one(f"#{widget_id}").add_class("-invalid")
+                    break
+            error.update(Text(message, style="bold red"))
+            self.refresh_plan()
+            return None
+        error.update("")
+        self.refresh_plan(result[0])
+        return result
+
+    def refresh_plan(self, form_cfg=None) -> None:
+        """Numbers for every preset on the chosen device; the chosen preset's row uses the form."""
+        table = self.query_one("#presets", DataTable)
+        device = self.device
+        for preset in self.presets:
+            cfg = form_cfg if (preset is self.preset and form_cfg) else preset.cfg
+            if cfg is None:
+                cells = ("?", "?", "?", Text("error", style="red"))
+            else:
+                row = launch.plan_row(cfg, device)
+                cells = (plan.human(row["params"]), plan.human(row["flops"]),
+                         plan.human_bytes(row["memory"]["total"]),
+                         Text("yes", style="green") if row["fits"] else Text("no", style="bold red"))
+            for column, value in zip(("params", "flops", "memory", "fits"), cells):
+                table.update_cell(preset.name, column, value)
+        table.columns["fits"].label = Text(f"fits {device.kind}")
+        self.query_one("#plan", Static).update(self.plan_text(form_cfg, device))
+
+    def plan_text(self, form_cfg, device: Device) -> Text:
+        preset = self.preset
+        if preset is None:
+            return Text("")
+        if preset.error:
+            return Text(preset.error, style="red")
+        cfg = form_cfg or preset.cfg
+        row = launch.plan_row(cfg, device)
+        mem = row["memory"]
+        fits = Text("fits", style="green") if row["fits"] else Text("does NOT fit", style="bold red")
+        return Text.assemble(
+            (preset.name, "bold"), f" · {plan.human(row['params'])} params · "
+            f"{plan.human(row['flops'])}FLOP/token · {plan.tokens_per_step(cfg):,} tokens/step\n",
+            f"per device {plan.human_bytes(mem['total'])}: weights {plan.human_bytes(mem['weights'])}, "
+            f"grads {plan.human_bytes(mem['grads'])}, AdamW {plan.human_bytes(mem['optimizer'])}, "
+            f"activations {plan.human_bytes(mem['activations'])} (batch {cfg.train.batch_size})\n",
+            fits, f" in {device.label}")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "presets" and event.row_key.value:
+            preset = next(p for p in self.presets if p.name == event.row_key.value)
+            if preset is not self.preset:
+                self.choose_preset(preset)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "presets":
+            self.query_one(f"#{field_id('train.max_steps')}").focus()
+        elif event.data_table.id == "runs":
+            self.app.open_run(event.row_key.value)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "run-name":
+            self.check_form()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        self.check_form()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_launch()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "launch":
+            self.action_launch()
+
+    def action_focus_table(self, table_id: str) -> None:
+        self.query_one(f"#{table_id}").focus()
+
+    def action_launch(self) -> None:
+        checked = self.check_form()
+        if checked is None:
+            self.app.bell()
+            self.notify("not launched: " + str(self.query_one("#form-error", Static).content),
+                        severity="error")
+            return
+        _, overrides = checked
+        name = self.query_one("#run-name", Input).value.strip()
+        try:
+            run_dir = launch.launch(self.preset, overrides, name, self.device, self.app.runs_root)
+        except (rundir.RunError, OSError) as e:
+            self.query_one("#form-error", Static).update(Text(str(e), style="bold red"))
+            self.app.bell()
+            return
+        self.notify(f"launched {run_dir.name}")
+        self.app.open_run(run_dir.name)
+
+    # -- the runs table
+
+    def on_screen_resume(self) -> None:
+        self.refresh_runs()
+
+    def runs_changed(self, changed: set[str]) -> None:
+        self.refresh_runs()
+
+    def refresh_runs(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        tails = self.app.tails
+        order = sorted(tails, key=lambda i: ((tails[i].meta or {}).get("created") or 0, i), reverse=True)
+        if order != self.run_order:
+            selected = self.run_order[table.cursor_row] if 0 <= table.cursor_row < len(self.run_order) else None
+            table.clear()
+            for run_id in order:
+                table.add_row(*self.run_cells(run_id), key=run_id)
+            self.run_order = order
+            if selected in order:
+                table.move_cursor(row=order.index(selected))
+            return
+        for run_id in order:
+            for column, value in zip(("run", "preset", "status", "step", "loss", "started"), self.run_cells(run_id)):
+                table.update_cell(run_id, column, value)
+
+    def run_cells(self, run_id: str) -> tuple:
+        tail = self.app.tails[run_id]
+        meta = tail.meta or {}
+        status = self.app.status(run_id)
+        loss = tail.series.last("loss")
+        created = meta.get("created")
+        return (run_id, meta.get("preset", ""), Text(status, style=STATUS_STYLE.get(status, "")),
+                f"{meta.get('step', 0)}/{meta.get('max_steps', '?')}",
+                f"{loss:.4f}" if loss is not None else "",
+                time.strftime("%m-%d %H:%M", time.localtime(created)) if created else "")

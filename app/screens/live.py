@@ -1,0 +1,175 @@
+"""The live screen: one run's header, charts and log, with stop / kill."""
+from __future__ import annotations
+
+import signal
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Log, Static
+
+from app import launch
+from app.runs import RunTail
+from app.screens.dialogs import ConfirmScreen
+from app.screens.home import STATUS_STYLE
+from app.widgets import ChartView, LossChart, MemoryChart, RunChart, ThroughputChart, clock
+
+ENDED_BADLY = ("failed", "crashed", "not started", "unreadable")
+
+
+class LiveScreen(Screen):
+    HELP = ("Loss: raw (gray, min/max per column), debiased EMA (cyan), validation (orange).\n"
+            "s asks the trainer to checkpoint and stop (resumable: gigagpt resume RUN);\n"
+            "k kills it at once: steps since the last checkpoint are lost.")
+    BINDINGS = [
+        Binding("s", "stop", "Stop"),
+        Binding("k", "kill", "Kill"),
+        Binding("l", "log_y", "Log-y"),
+        Binding("plus,equals_sign", "smoothing(True)", "Smooth+"),
+        Binding("minus", "smoothing(False)", "Smooth-"),
+        Binding("x", "x_axis", "X axis"),
+        Binding("q,escape", "back", "Back"),
+        Binding("question_mark", "app.help", "Help"),
+    ]
+
+    def __init__(self, tail: RunTail):
+        super().__init__()
+        self.tail = tail
+        self.view = ChartView()
+        self.stop_requested = False
+        self.shown = (None, None, 0)  # (generation, log generation, log_seq) last drawn
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="run-header")
+        yield Static(id="failure")
+        with Horizontal(id="charts"):
+            yield LossChart(self.tail, self.view, id="loss-chart")
+            with Vertical(id="side-charts"):
+                yield ThroughputChart(self.tail, self.view, id="throughput-chart")
+                yield MemoryChart(self.tail, self.view, id="memory-chart")
+        yield Log(id="log", max_lines=2000)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#log").border_title = "train.log"
+        self.runs_changed({self.tail.id})
+
+    def on_screen_resume(self) -> None:
+        self.runs_changed({self.tail.id})
+
+    # -- drawing
+
+    def runs_changed(self, changed: set[str]) -> None:
+        status = self.app.status(self.tail.id)
+        self.query_one("#run-header", Static).update(self.header(status))
+        failure = self.tail.failure(status)
+        self.query_one("#failure", Static).update(Text(f"✗ {status}: {failure}", style="bold red") if failure else "")
+        self.set_class(status in ENDED_BADLY, "-ended-badly")
+        if self.tail.id in changed:
+            self.charts_changed()
+            self.append_log()
+
+    def charts_changed(self) -> None:
+        for chart in self.query(RunChart):
+            chart.refresh()
+
+    def append_log(self) -> None:
+        log = self.query_one("#log", Log)
+        with self.tail.lock:
+            generation, seq, lines = self.tail.log_generation, self.tail.log_seq, list(self.tail.log_lines)
+        shown_generation, shown_seq = self.shown[1], self.shown[2]
+        new = seq - shown_seq
+        if generation != shown_generation or new > len(lines):
+            log.clear()
+            new = len(lines)
+        if new:
+            log.write_lines(lines[-new:])
+        self.shown = (None, generation, seq)
+
+    def header(self, status: str) -> Text:
+        tail, meta = self.tail, self.tail.meta or {}
+        series = tail.series
+        shown_status = "stopping" if self.stop_requested and status == "running" else status
+        loss, lr, tok_s = series.last("loss"), series.last("lr"), series.last("tok_s")
+        best = series.best_val()
+        mfu = series.last("mfu")
+        history = (f" · loading history {100 * tail.history_done / tail.history_end:.0f}%"
+                   if tail.history_end else "")
+        bad = f" · {series.bad_lines} bad lines skipped" if series.bad_lines else ""
+        line1 = Text.assemble(
+            (f" {shown_status} ", STATUS_STYLE.get(status, "") + " reverse"), " ",
+            (tail.id, "bold"), f"  step {meta.get('step', 0)}/{meta.get('max_steps', '?')}",
+            f"  elapsed {clock(tail.elapsed_seconds(status))}",
+            f"  ETA {clock(tail.eta_seconds()) if status == 'running' else '–'}",
+            f"  {meta.get('device', '')}", (history + bad, "yellow"))
+        line2 = Text.assemble(
+            f" lr {lr:.2e}" if lr is not None else " lr –",
+            "  loss ", (f"{loss:.4f}" if loss is not None else "–", "bold"),
+            "  best val ", (f"{best:.4f}" if best is not None else "–", "bold"),
+            f"  {tok_s:,.0f} tok/s" if tok_s is not None else "",
+            f"  MFU {100 * mfu:.1f}%" if mfu is not None else "")
+        return Text("\n").join([line1, line2])
+
+    # -- keys
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_log_y(self) -> None:
+        self.view.log_y = not self.view.log_y
+        self.view_changed()
+
+    def action_smoothing(self, up: bool) -> None:
+        self.view.smoother(up)
+        self.view_changed()
+
+    def action_x_axis(self) -> None:
+        self.view.next_x_axis()
+        self.view_changed()
+
+    def view_changed(self) -> None:
+        self.query_one("#run-header", Static).update(self.header(self.app.status(self.tail.id)))
+        self.charts_changed()
+
+    def running_pid(self, verb: str) -> int | None:
+        status = self.app.status(self.tail.id)
+        pid = self.tail.local_pid() or self.app.starting_pid(self.tail.id)
+        if pid is None:
+            where = (self.tail.meta or {}).get("host")
+            why = f"it runs on {where}" if status == "running" else f"it is {status}"
+            self.notify(f"cannot {verb} {self.tail.id}: {why}", severity="warning")
+        return pid
+
+    def action_stop(self) -> None:
+        pid = self.running_pid("stop")
+        if pid is None:
+            return
+        try:
+            launch.send(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        self.stop_requested = True
+        self.notify("stop requested: the trainer checkpoints after this step, then exits")
+        self.runs_changed(set())
+
+    def action_kill(self) -> None:
+        pid = self.running_pid("kill")
+        if pid is None:
+            return
+        step = (self.tail.meta or {}).get("step", 0)
+        ckpts = [e["step"] for e in self.tail.series.events if e.get("kind") == "checkpoint"]
+        last = f"step {ckpts[-1]}" if ckpts else "none"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                try:
+                    launch.send(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.notify(f"killed {self.tail.id} (pid {pid})", severity="warning")
+
+        self.app.push_screen(ConfirmScreen(
+            f"Kill {self.tail.id} (pid {pid}) with SIGKILL?\nIt is at step {step}; last checkpoint: {last}. "
+            "Steps after it are lost.\n(s stops it gracefully instead.)"), answered)
