@@ -21,7 +21,7 @@ import psutil
 from gigagpt import rundir
 
 TRAIN_COLUMNS = ("step", "tokens", "time", "loss", "lr", "tok_s", "mfu", "rss", "mem_alloc", "mem_peak")
-EVAL_COLUMNS = ("step", "tokens", "time", "val_loss")
+EVAL_COLUMNS = ("step", "val_loss")
 TAIL_FIRST_BYTES = 4 << 20  # a bigger metrics.jsonl shows its last 4 MiB at once, the rest loads behind
 HISTORY_CHUNK_BYTES = 1 << 20  # the history loader holds the GIL for one chunk's json.loads at a time
 LOG_FIRST_BYTES = 256 << 10  # a long train.log is shown from its last 256 KiB

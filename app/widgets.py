@@ -78,6 +78,16 @@ class RunChart(PlotextPlot):
     def draw(self, plt, series, generation, buckets: int, t0: float, system_ram) -> int:
         raise NotImplementedError
 
+    @staticmethod
+    def line(plt, x: np.ndarray, y: np.ndarray, scatter: bool = False, **kwargs) -> int:
+        """Plot a series if it has points (plotext's legend breaks on a labelled empty series)."""
+        if len(x):
+            if scatter:
+                plt.scatter(x.tolist(), y.tolist(), marker="●", **kwargs)
+            else:
+                plt.plot(x.tolist(), y.tolist(), marker="braille", **kwargs)
+        return len(x)
+
 
 class LossChart(RunChart):
     TITLE = "loss"
@@ -93,19 +103,16 @@ class LossChart(RunChart):
         if len(loss):
             self._smoother.weight = self.view.smoothing
             smooth = self._smoother.update(loss, generation)[:len(loss)]
-            rx, ry = downsample(x, loss, buckets)
-            plt.plot(rx.tolist(), ry.tolist(), color="gray", marker="braille", label="raw")
+            points += self.line(plt, *downsample(x, loss, buckets), color="gray", label="raw")
             if self.view.smoothing > 0:
-                sx, sy = downsample(x, smooth, buckets, keep_extremes=False)
-                plt.plot(sx.tolist(), sy.tolist(), color="cyan", marker="braille",
-                         label=f"smoothed {self.view.smoothing:g}")
-            points += len(rx)
+                points += self.line(plt, *downsample(x, smooth, buckets, keep_extremes=False),
+                                    color="cyan", label=f"smoothed {self.view.smoothing:g}")
         val = series.evals.col("val_loss")
-        if len(val):
-            vx = x_values(series.evals, self.view.x_axis, t0)
+        if len(val) and len(loss):
+            # eval lines carry only the step: place them on the x axis through the train lines
+            vx = np.interp(series.evals.col("step"), series.train.col("step"), x)
             vx, vy = downsample(vx, val, buckets, keep_extremes=False)
-            plt.scatter(vx.tolist(), vy.tolist(), color="orange", marker="●", label="val")
-            points += len(vx)
+            points += self.line(plt, vx, vy, scatter=True, color="orange", label="val")
         if points and self.view.log_y:
             plt.yscale("log")
         plt.title(f"loss · smoothing {self.view.smoothing:g}" + (" · log-y" if self.view.log_y else ""))
@@ -118,14 +125,9 @@ class ThroughputChart(RunChart):
     def draw(self, plt, series, generation, buckets, t0, system_ram) -> int:
         x = x_values(series.train, self.view.x_axis, t0)
         tok_s, mfu = series.train.col("tok_s"), series.train.col("mfu") * 100
-        px, py = downsample(x, tok_s, buckets, keep_extremes=False)
-        if len(px):
-            plt.plot(px.tolist(), py.tolist(), color="green", marker="braille", label="tok/s")
-        mx, my = downsample(x, mfu, buckets, keep_extremes=False)
-        if len(mx):
-            plt.plot(mx.tolist(), my.tolist(), color="magenta", marker="braille", label="MFU %",
-                     yside="right")
-        return len(px) + len(mx)
+        return (self.line(plt, *downsample(x, tok_s, buckets, keep_extremes=False), color="green", label="tok/s")
+                + self.line(plt, *downsample(x, mfu, buckets, keep_extremes=False), color="magenta",
+                            label="MFU %", yside="right"))
 
 
 class MemoryChart(RunChart):
@@ -133,29 +135,20 @@ class MemoryChart(RunChart):
 
     def draw(self, plt, series, generation, buckets, t0, system_ram) -> int:
         x = x_values(series.train, self.view.x_axis, t0)
-        lines = [(series.train.col(k), label, color) for k, label, color in (
+        lines = [(x, series.train.col(k), label, color) for k, label, color in (
             ("rss", "process RSS", "blue"), ("mem_alloc", "device alloc", "green"),
             ("mem_peak", "device peak", "red"))]
-        ram_x = ram_y = np.empty(0)
         if system_ram and len(x):
-            times, used = np.array(system_ram).T
             # The dashboard samples system RAM itself, by wall time; put it on the run's x axis.
-            ram_x = np.interp(times, series.train.col("time"), x)
-            ram_y = used
-        peak = max([np.nanmax(y) for y, _, _ in lines if len(y) and not np.isnan(y).all()]
-                   + ([ram_y.max()] if len(ram_y) else []) + [0.0])
+            times, used = np.array(system_ram).T
+            lines.append((np.interp(times, series.train.col("time"), x), used, "system RAM used", "yellow"))
+        peak = max([np.nanmax(y) for _, y, _, _ in lines if len(y) and not np.isnan(y).all()], default=0.0)
         if not peak:
             return 0
         div, unit = byte_unit(peak)
         plt.title(f"{self.TITLE} ({unit})")
-        points = 0
-        for (y, label, color) in lines + [(ram_y, "system RAM used", "yellow")]:
-            xs = ram_x if y is ram_y else x
-            px, py = downsample(xs, y / div, buckets, keep_extremes=False)
-            if len(px):
-                plt.plot(px.tolist(), py.tolist(), color=color, marker="braille", label=label)
-                points += len(px)
-        return points
+        return sum(self.line(plt, *downsample(xs, y / div, buckets, keep_extremes=False), color=color, label=label)
+                   for xs, y, label, color in lines)
 
 
 def clock(seconds: float | None) -> str:

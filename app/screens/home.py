@@ -191,9 +191,9 @@ class HomeScreen(Screen):
         return Text.assemble(
             (preset.name, "bold"), f" · {plan.human(row['params'])} params · "
             f"{plan.human(row['flops'])}FLOP/token · {plan.tokens_per_step(cfg):,} tokens/step\n",
-            f"per device {plan.human_bytes(mem['total'])}: weights {plan.human_bytes(mem['weights'])}, "
-            f"grads {plan.human_bytes(mem['grads'])}, AdamW {plan.human_bytes(mem['optimizer'])}, "
-            f"activations {plan.human_bytes(mem['activations'])} (batch {cfg.train.batch_size})\n",
+            f"per device {plan.human_bytes(mem['total'])}: "
+            + ", ".join(f"{part} {plan.human_bytes(size)}" for part, size in mem.items() if part != "total")
+            + f" (batch {cfg.train.batch_size})\n",
             fits, f" in {device.label}")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
