@@ -49,6 +49,8 @@ class TrainConfig:
     grad_clip: float = 1.0  # 0 disables clipping (the norm is still logged)
     dtype: str = "bfloat16"  # autocast dtype: "bfloat16" or "float32"
     compile: bool = False
+    parallel: str = "auto"  # with several processes: "ddp", "fsdp", or "auto" (the planner picks)
+    activation_checkpointing: bool = False  # recompute each block in backward: less memory, ~1/3 more compute
     seed: int = 1337
     log_interval: int = 10
     eval_interval: int = 100
@@ -70,7 +72,8 @@ class Config:
 
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
-CHOICES = {("model", "attention"): ("sdpa", "math"), ("train", "dtype"): ("bfloat16", "float32")}
+CHOICES = {("model", "attention"): ("sdpa", "math"), ("train", "dtype"): ("bfloat16", "float32"),
+           ("train", "parallel"): ("auto", "ddp", "fsdp")}
 
 
 def data_root() -> Path:

@@ -6,6 +6,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from gigagpt.config import ModelConfig
 
@@ -72,26 +73,19 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.n_embd, eps=1e-5, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied
-        self.reset_parameters()
-
-    def reset_parameters(self):
-        std = self.cfg.init_std
+        self.checkpoint_blocks = False  # activation checkpointing: recompute blocks in backward
         for name, p in self.named_parameters():
-            if name.endswith("proj.weight"):  # residual projections: scaled down with depth
-                nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.cfg.n_layer))
-            elif name.endswith("weight") and p.dim() >= 2:
-                nn.init.normal_(p, 0.0, std)
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
-            else:  # LayerNorm gains
-                nn.init.ones_(p)
+            init_parameter(name, p, cfg)
 
     def forward(self, idx, targets=None):
         T = idx.size(1)
         assert T <= self.cfg.block_size, f"sequence {T} > block_size {self.cfg.block_size}"
         x = self.drop(self.wte(idx) + self.wpe(torch.arange(T, device=idx.device)))
         for block in self.blocks:
-            x = block(x)
+            if self.checkpoint_blocks and self.training:
+                x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
         logits = self.lm_head(self.ln_f(x))
         if targets is None:
             return logits
@@ -114,6 +108,20 @@ class GPT(nn.Module):
                 break
             idx = torch.cat((idx, nxt), dim=1)
         return idx
+
+
+@torch.no_grad()
+def init_parameter(name: str, p: torch.Tensor, cfg: ModelConfig) -> None:
+    """Initialise one parameter in place. Sharded training calls this on each full tensor in
+    the same order as GPT.__init__, so 1 and N processes start from the same weights."""
+    if name.endswith("proj.weight"):  # residual projections: scaled down with depth
+        nn.init.normal_(p, 0.0, cfg.init_std / math.sqrt(2 * cfg.n_layer))
+    elif name.endswith("weight") and p.dim() >= 2:
+        nn.init.normal_(p, 0.0, cfg.init_std)
+    elif name.endswith("bias"):
+        nn.init.zeros_(p)
+    else:  # LayerNorm gains
+        nn.init.ones_(p)
 
 
 def build_on_meta(cfg: ModelConfig) -> GPT:

@@ -48,26 +48,58 @@ def tokens_per_step(cfg: Config, world_size: int = 1) -> int:
     return cfg.train.batch_size * cfg.train.grad_accum * cfg.model.block_size * world_size
 
 
-def memory_estimate(cfg: Config, bytes_per_act: int | None = None) -> dict:
-    """Bytes for one device, no sharding: fp32 weights, grads, AdamW (2 states), activations.
+def block_params(m: ModelConfig) -> int:
+    d, b = m.n_embd, 1 if m.bias else 0
+    return 2 * (d + b * d) + 4 * d * d + b * 4 * d + 8 * d * d + b * 5 * d
 
-    Activations follow Korthikanti et al. (2022) for one micro-batch without recomputation:
-    per layer s*b*h*(34 + 5*a*s/h) bytes at 2 bytes/element, plus the logits (fp32 and their
-    gradient) which dominate small models with a 50k vocabulary.
+
+def micro_batch(cfg: Config, world: int) -> int:
+    """Sequences one process runs at once: batch_size split across the processes (rounded up:
+    a planner's answer for a world size that does not divide it)."""
+    return -(-cfg.train.batch_size // world)
+
+
+def activation_bytes(cfg: Config, world: int = 1, checkpointing: bool | None = None) -> int:
+    """Activations saved for backward in one micro-step of one process, plus the logits.
+
+    Counted from what our forward keeps (bf16 autocast: the fp32 residual stream and LayerNorms,
+    bf16 matmul inputs and outputs; SDPA keeps q, k, v, out and never the s*s matrix):
+    44 bytes per token per width unit per layer in bf16, 64 in fp32. Activation checkpointing
+    keeps each block's input (4) and one block's full set during its recompute. The logits
+    (bf16 copy, fp32 copy, log-softmax and their gradients) cost 14 bytes per token per vocab entry
+    (16 in fp32): at a 50k vocabulary they dominate small models.
     """
-    m, t = cfg.model, cfg.train
+    m = cfg.model
+    bf16 = cfg.train.dtype == "bfloat16"
+    ckpt = cfg.train.activation_checkpointing if checkpointing is None else checkpointing
+    tokens = micro_batch(cfg, world) * m.block_size
+    per_layer = (44 if bf16 else 64) * tokens * m.n_embd
+    if m.attention == "math":  # scores, softmax (fp32) and probabilities per head
+        per_layer += tokens * m.block_size * m.n_head * (10 if bf16 else 12)
+    layers = m.n_layer * 4 * tokens * m.n_embd + per_layer if ckpt else m.n_layer * per_layer
+    return int(layers + 12 * tokens * m.n_embd + (14 if bf16 else 16) * tokens * m.vocab_size)
+
+
+def memory_estimate(cfg: Config, world: int = 1, strategy: str = "none",
+                    checkpointing: bool | None = None) -> dict:
+    """Peak bytes on one device while training: strategy "none" (one process), "ddp" or "fsdp".
+
+    fp32 master weights, fp32 gradients and AdamW's two fp32 states (16 bytes per parameter);
+    FSDP divides them by the world size but gathers bf16 (or fp32) copies of about two blocks and
+    the embeddings at a time. Autocast keeps a bf16 copy of the weights during forward; DDP keeps
+    gradient buckets as large as the gradients.
+    """
+    m = cfg.model
     n = param_count(m)
-    s, b, h, a = m.block_size, t.batch_size, m.n_embd, m.n_head
-    half = bytes_per_act or (2 if t.dtype == "bfloat16" else 4)
-    per_layer = s * b * h * (34 + 5 * a * s / h) * half / 2
-    # SDPA never materialises the s*s attention matrix; only the math path does.
-    if m.attention == "sdpa":
-        per_layer = s * b * h * 34 * half / 2
-    logits = s * b * m.vocab_size * (half + 4 + 4)
-    out = {
-        "weights": 4 * n, "grads": 4 * n, "optimizer": 8 * n,
-        "activations": int(m.n_layer * per_layer + logits),
-    }
+    half = 2 if cfg.train.dtype == "bfloat16" else 0
+    shard = world if strategy == "fsdp" else 1
+    out = {"weights": 4 * n // shard, "grads": 4 * n // shard, "optimizer": 8 * n // shard}
+    if strategy == "fsdp":
+        gathered = 2 * block_params(m) + (m.vocab_size + m.block_size) * m.n_embd
+        out["buffers"] = (half or 4) * gathered * 2  # gathered weights and their unsharded grads
+    else:
+        out["buffers"] = half * n + (4 * n if strategy == "ddp" else 0)
+    out["activations"] = activation_bytes(cfg, world, checkpointing)
     out["total"] = sum(out.values())
     return out
 

@@ -169,8 +169,10 @@ def load_metrics(run_dir: Path) -> list[dict]:
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (temp files of an interrupted write are ignored)."""
-    return sorted(Path(run_dir, "checkpoints").glob("step_*.pt"))
+    """Complete checkpoints, oldest first: step_*.pt files (one process or DDP) and step_*.dcp
+    directories (sharded). Temp names of an interrupted write start with '.' and are ignored."""
+    found = [*Path(run_dir, "checkpoints").glob("step_*.pt"), *Path(run_dir, "checkpoints").glob("step_*.dcp")]
+    return sorted(found, key=lambda p: p.name)
 
 
 def resolve_run(arg: str, root: Path) -> Path:

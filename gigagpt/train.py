@@ -41,11 +41,30 @@ def open_split(dataset_dir: Path, split: str) -> np.memmap:
     return np.memmap(Path(dataset_dir) / f"{split}.bin", dtype=np.uint16, mode="r")
 
 
-def get_batch(data: np.memmap, batch_size: int, block_size: int, gen: torch.Generator, device):
-    """Random windows drawn from `gen`; its state is checkpointed, so resume continues the order."""
-    ix = torch.randint(len(data) - block_size, (batch_size,), generator=gen).tolist()
-    x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix]).astype(np.int64))
-    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
+def draw_windows(data: np.memmap, cfg: Config, n_micro: int, gen: torch.Generator) -> torch.Tensor:
+    """Start offsets of one optimizer step's windows, shape (n_micro, batch_size), for the whole
+    job. Every rank draws the same offsets from its own identically seeded generator (whose
+    state is checkpointed) and reads only its share: the data order is the same at any scale."""
+    high = len(data) - cfg.model.block_size
+    return torch.randint(high, (n_micro, cfg.train.batch_size), generator=gen)
+
+
+def my_share(ix: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """This rank's part of a (micro-steps, batch) grid of windows: a slice of each micro-batch
+    when batch_size divides evenly, else whole micro-steps (gradient accumulation split), else
+    (only for evaluation) all of it: the mean over ranks is then still the global mean."""
+    n_micro, batch = ix.shape
+    if batch % world == 0:
+        return ix[:, rank * batch // world:(rank + 1) * batch // world]
+    if n_micro % world == 0:
+        return ix[rank * n_micro // world:(rank + 1) * n_micro // world]
+    return ix
+
+
+def load_windows(data: np.memmap, starts: torch.Tensor, block_size: int, device):
+    starts = starts.tolist()
+    x = torch.from_numpy(np.stack([data[i:i + block_size] for i in starts]).astype(np.int64))
+    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in starts]).astype(np.int64))
     if device.type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
@@ -85,17 +104,19 @@ def autocast_for(device: torch.device, dtype: str):
 
 
 @torch.no_grad()
-def evaluate(model, data, cfg: Config, device, ctx) -> float:
-    """Mean loss on the same eval_steps validation windows every time (a fixed-seed generator)."""
+def evaluate(model, data, cfg: Config, device, ctx, rank: int = 0, world: int = 1) -> float:
+    """Mean loss on the same eval_steps validation batches every time (a fixed-seed generator)."""
     model.eval()
     gen = torch.Generator().manual_seed(cfg.train.seed + 1)
+    share = my_share(draw_windows(data, cfg, cfg.train.eval_steps, gen), rank, world)
     total = 0.0
-    for _ in range(cfg.train.eval_steps):
-        x, y = get_batch(data, cfg.train.batch_size, cfg.model.block_size, gen, device)
+    for starts in share:
+        x, y = load_windows(data, starts, cfg.model.block_size, device)
         with ctx:
             total += model(x, y).item()
     model.train()
-    return total / cfg.train.eval_steps
+    mean = total / len(share)
+    return dist.sum_across([mean], device)[0] / world if world > 1 else mean
 
 
 # ---------------------------------------------------------------------------- measurement
@@ -132,6 +153,15 @@ def peak_flops(device: torch.device, dtype: str) -> float | None:
         return cpu_peak_flops(dtype)
     if device.type == "cuda":
         return peak_for_device_name(torch.cuda.get_device_name(device))
+    return None
+
+
+def device_memory_total(device: torch.device, world: int) -> float | None:
+    """Memory one process may use: the GPU's, or this host's RAM shared by its processes."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type == "cpu":
+        return psutil.virtual_memory().total / int(os.environ.get("LOCAL_WORLD_SIZE", world))
     return None
 
 
@@ -202,7 +232,8 @@ class Meta:
         with self.lock:
             now = time.time()
             self.data.update(fields, updated=now, heartbeat=now)
-            rundir.write_json(self.path, self.data)
+            if self.path is not None:  # ranks other than 0 keep no meta.json
+                rundir.write_json(self.path, self.data)
 
     def beat_forever(self):
         while not self.stop.wait(rundir.HEARTBEAT_SECONDS):
@@ -211,29 +242,41 @@ class Meta:
 
 def train(cfg: Config, run_dir: Path, device_name: str = "auto", resume: bool = False,
           stop_at: int | None = None, argv: list[str] | None = None, preset: str = "") -> int:
-    """Train cfg in run_dir (new, or resumed from its last checkpoint). Returns the exit code."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log_path = run_dir / "train.log"
-    if not _same_file(1, log_path):
-        log = open(log_path, "a", encoding="utf-8")
-        sys.stdout, sys.stderr = Tee(sys.stdout, log), Tee(sys.stderr, log)
+    """Train cfg in run_dir (new, or resumed from its last checkpoint). Returns the exit code.
 
-    old = rundir.read_meta(run_dir) if resume else {}
+    Under torchrun every rank calls this; rank 0 alone writes meta.json, metrics.jsonl, train.log.
+    """
+    from gigagpt import dist
+
+    rank, world, local_rank = dist.setup()
+    main = rank == 0
     device = pick_device(device_name)
-    meta = Meta(run_dir / "meta.json", {
-        **old,
-        "id": run_dir.name, "name": old.get("name", run_dir.name), "preset": old.get("preset", preset),
-        "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
-        "device": str(device), "world_size": 1, "command": argv or sys.argv,
-        "created": old.get("created", time.time()), "failure": None,
-        "step": old.get("step", 0), "max_steps": cfg.train.max_steps,
-        "params": param_count(cfg.model), "tokens_per_step": tokens_per_step(cfg),
-        "versions": {"gigagpt": gigagpt.__version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
-    })
-    (run_dir / "config.toml").write_text(to_toml(cfg))
-    meta.update()
-    threading.Thread(target=meta.beat_forever, daemon=True).start()
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = run_dir / "train.log"
+        if not _same_file(1, log_path):
+            log = open(log_path, "a", encoding="utf-8")
+            sys.stdout, sys.stderr = Tee(sys.stdout, log), Tee(sys.stderr, log)
+        old = rundir.read_meta(run_dir) if resume else {}
+        meta = Meta(run_dir / "meta.json", {
+            **old,
+            "id": run_dir.name, "name": old.get("name", run_dir.name), "preset": old.get("preset", preset),
+            "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
+            "device": str(device), "world_size": world, "command": argv or sys.argv,
+            "created": old.get("created", time.time()), "failure": None,
+            "step": old.get("step", 0), "max_steps": cfg.train.max_steps,
+            "params": param_count(cfg.model), "tokens_per_step": tokens_per_step(cfg),
+            "versions": {"gigagpt": gigagpt.__version__, "torch": torch.__version__,
+                         "python": platform.python_version()},
+        })
+        (run_dir / "config.toml").write_text(to_toml(cfg))
+        meta.update()
+        threading.Thread(target=meta.beat_forever, daemon=True).start()
+        metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+    else:
+        meta, metrics = Meta(None, {"step": 0}), open(os.devnull, "w")
 
     stop_signal = []
 
@@ -244,10 +287,9 @@ def train(cfg: Config, run_dir: Path, device_name: str = "auto", resume: bool = 
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-
-    metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
     try:
-        status, reason = _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signal)
+        status, reason = _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signal,
+                                     rank, world)
     except Exception as e:  # noqa: BLE001 - any crash becomes a 'failed' run with its reason
         traceback.print_exc()
         status, reason = "failed", f"{type(e).__name__}: {e}"
@@ -255,68 +297,93 @@ def train(cfg: Config, run_dir: Path, device_name: str = "auto", resume: bool = 
     rundir.append_jsonl(metrics, {"kind": "event", "event": status, "step": meta.data["step"],
                                   "time": time.time(), **({"reason": reason} if reason else {})})
     meta.update(status=status, failure=reason)
-    print(f"run {run_dir.name}: {status}" + (f" ({reason})" if reason else ""), flush=True)
+    if main:
+        print(f"run {run_dir.name}: {status}" + (f" ({reason})" if reason else ""), flush=True)
+    if world > 1 and status != "failed":
+        torch.distributed.destroy_process_group()
     return 1 if status == "failed" else 0
 
 
-def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signal):
+def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signal, rank, world):
+    from gigagpt import dist
+
     t, m = cfg.train, cfg.model
     info = dataset_info(cfg.data.dataset)
     train_data, val_data = open_split(info["path"], "train"), open_split(info["path"], "val")
-
     torch.manual_seed(t.seed)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    model = GPT(m).to(device)
+    parallel = "none"
+    if world > 1:
+        dist.check_world(cfg, world)
+        parallel = dist.choose_parallel(cfg, world, device_memory_total(device, world))
+    if parallel == "fsdp":
+        model, raw_model = dist.build_fsdp(cfg, device)
+    elif parallel == "ddp":
+        model, raw_model = dist.build_ddp(cfg, device)
+    else:
+        model = raw_model = GPT(m).to(device)
+    raw_model.checkpoint_blocks = t.activation_checkpointing
     optimizer = make_optimizer(model, t, device)
     data_gen = torch.Generator().manual_seed(t.seed)
     step, tokens, best_val = 0, 0, None
 
     ckpts = rundir.checkpoints(run_dir) if resume else []
     if ckpts:
-        state = load_checkpoint(ckpts[-1])
+        if ckpts[-1].suffix == ".dcp" and parallel != "fsdp":
+            raise ValueError(f"{ckpts[-1]}: a sharded checkpoint resumes with parallel = \"fsdp\" "
+                             f"under torchrun (this process group: {parallel}, {world} processes)")
+        state = dist.load_sharded(ckpts[-1], model, optimizer) if parallel == "fsdp" else load_checkpoint(ckpts[-1])
         if state["config"]["model"] != to_dict(cfg)["model"]:
             raise ValueError(f"{ckpts[-1]}: the [model] section differs from the checkpoint's; "
                              "a resumed run can change [train] keys only")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if parallel != "fsdp":
+            raw_model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
         step, tokens, best_val = state["step"], state["tokens"], state["best_val"]
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        rngs = state["rng"]["torch"]  # one CPU generator state per rank that wrote it
+        torch.set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
+        if device.type == "cuda" and state["rng"].get("cuda"):
+            cuda_rngs = state["rng"]["cuda"]
+            torch.cuda.set_rng_state(cuda_rngs[rank] if rank < len(cuda_rngs) else cuda_rngs[0], device)
         data_gen.set_state(state["rng"]["data"])
         print(f"resumed from {ckpts[-1].name} at step {step}", flush=True)
     if resume:
         rundir.append_jsonl(metrics, {"kind": "event", "event": "resume", "step": step, "time": time.time()})
 
-    raw_model = model
     if t.compile:
         model = torch.compile(model)
     ctx = autocast_for(device, t.dtype)
     params = list(model.parameters())  # a list, not a generator: clipping must see them every step
-    fpt = flops_per_token(m)
+    fpt, n_params, step_tokens = flops_per_token(m), param_count(m), tokens_per_step(cfg)
     peak = peak_flops(device, t.dtype)
-    n_params = param_count(m)
     proc = psutil.Process()
     rundir.append_jsonl(metrics, {
         "kind": "event", "event": "start", "step": step, "time": time.time(), "params": n_params,
-        "flops_per_token": fpt, "peak_flops": peak, "device": str(device),
-        "tokens_per_step": tokens_per_step(cfg),
+        "flops_per_token": fpt, "peak_flops": peak, "device": str(device), "world_size": world,
+        "parallel": parallel, "tokens_per_step": step_tokens,
     })
-    print(f"{n_params:,} parameters on {device}, {tokens_per_step(cfg):,} tokens/step, "
-          f"dataset {info['path']} ({info['tokens']['train']:,} train tokens)", flush=True)
+    if rank == 0:
+        print(f"{n_params:,} parameters on {world} x {device} ({parallel}), {step_tokens:,} tokens/step, "
+              f"dataset {info['path']} ({info['tokens']['train']:,} train tokens)", flush=True)
 
     def checkpoint():
-        state = {
-            "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-            "tokens": tokens, "best_val": best_val, "config": to_dict(cfg),
-            "rng": {"torch": torch.get_rng_state(), "data": data_gen.get_state(),
-                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-        }
-        path = save_checkpoint(run_dir, state, t.keep_checkpoints)
-        rundir.append_jsonl(metrics, {"kind": "checkpoint", "step": step, "path": str(path.relative_to(run_dir)),
-                                      "time": time.time()})
+        cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        rngs = dist.gather((torch.get_rng_state(), cuda_rng)) if world > 1 else [(torch.get_rng_state(), cuda_rng)]
+        extra = {"step": step, "tokens": tokens, "best_val": best_val, "config": to_dict(cfg),
+                 "rng": {"torch": [r[0] for r in rngs], "data": data_gen.get_state(),
+                         "cuda": [r[1] for r in rngs] if cuda_rng is not None else None}}
+        if parallel == "fsdp":
+            path = dist.save_sharded(run_dir, step, model, optimizer, extra, rank, t.keep_checkpoints)
+        elif rank == 0:
+            state = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), **extra}
+            path = save_checkpoint(run_dir, state, t.keep_checkpoints)
+        if rank == 0:
+            rundir.append_jsonl(metrics, {"kind": "checkpoint", "step": step, "time": time.time(),
+                                          "path": str(path.relative_to(run_dir))})
+        if world > 1:
+            torch.distributed.barrier()
 
     model.train()
     t_last, step_last, loss_acc = time.perf_counter(), step, 0.0
@@ -326,22 +393,29 @@ def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signa
         lr = lr_at(step, t)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        share = my_share(draw_windows(train_data, cfg, t.grad_accum, data_gen), rank, world)
         loss_sum = torch.zeros((), device=device)
-        for _ in range(t.grad_accum):
-            x, y = get_batch(train_data, t.batch_size, m.block_size, data_gen, device)
-            with ctx:
-                loss = model(x, y)
-            (loss / t.grad_accum).backward()
+        for i, starts in enumerate(share):
+            x, y = load_windows(train_data, starts, m.block_size, device)
+            sync = i == len(share) - 1 or parallel != "ddp"  # DDP: all-reduce on the last micro-step only
+            with nullcontext() if sync else model.no_sync():
+                with ctx:
+                    loss = model(x, y)
+                (loss / len(share)).backward()
             loss_sum += loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip > 0 else float("inf"))
-        loss_val, norm_val = (loss_sum / t.grad_accum).item(), grad_norm.item()
+        loss_val, stop_votes = (loss_sum / len(share)).item(), float(bool(stop_signal))
+        if world > 1:  # one all-reduce: the job's mean loss, and whether any rank was told to stop
+            loss_val, stop_votes = dist.sum_across([loss_val, stop_votes], device)
+            loss_val /= world
+        norm_val = dist.full_norm(grad_norm)
         if not (math.isfinite(loss_val) and math.isfinite(norm_val)):  # before the update: weights stay good
             return "failed", (f"non-finite loss ({loss_val}) or gradient norm ({norm_val}) at step {step + 1}; "
                               "the bad weights were not checkpointed")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        tokens += tokens_per_step(cfg)
+        tokens += step_tokens
         loss_acc += loss_val
 
         if step % t.log_interval == 0 or step == t.max_steps:
@@ -349,29 +423,33 @@ def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signa
                 torch.cuda.synchronize(device)
             now = time.perf_counter()
             n = step - step_last
-            tok_s = n * tokens_per_step(cfg) / (now - t_last)
-            alloc, peak_mem = device_memory(device)
+            tok_s = n * step_tokens / (now - t_last)
+            rss, (alloc, peak_mem) = proc.memory_info().rss, device_memory(device)
+            if world > 1:  # memory is per rank: report the largest
+                rss, alloc, peak_mem = dist.max_across([rss, alloc, peak_mem], device)
             rec = {
                 "kind": "train", "step": step, "loss": loss_acc / n, "lr": lr, "grad_norm": norm_val,
-                "tokens": tokens, "tok_s": tok_s, "mfu": fpt * tok_s / peak if peak else None,
-                "step_time": (now - t_last) / n, "rss": proc.memory_info().rss,
-                "mem_alloc": alloc, "mem_peak": peak_mem, "time": time.time(),
+                "tokens": tokens, "tok_s": tok_s, "mfu": fpt * tok_s / (peak * world) if peak else None,
+                "step_time": (now - t_last) / n, "rss": rss, "mem_alloc": alloc, "mem_peak": peak_mem,
+                "time": time.time(),
             }
             rundir.append_jsonl(metrics, rec)
-            mfu = f" | mfu {100 * rec['mfu']:.1f}%" if rec["mfu"] is not None else ""
-            print(f"step {step}/{t.max_steps} | loss {rec['loss']:.4f} | lr {lr:.2e} | "
-                  f"{tok_s:,.0f} tok/s{mfu} | {1000 * rec['step_time']:.0f} ms/step", flush=True)
+            if rank == 0:
+                mfu = f" | mfu {100 * rec['mfu']:.1f}%" if rec["mfu"] is not None else ""
+                print(f"step {step}/{t.max_steps} | loss {rec['loss']:.4f} | lr {lr:.2e} | "
+                      f"{tok_s:,.0f} tok/s{mfu} | {1000 * rec['step_time']:.0f} ms/step", flush=True)
             meta.update(step=step)
             t_last, step_last, loss_acc = now, step, 0.0
 
         if step % t.eval_interval == 0 or step == t.max_steps:
-            val = evaluate(model, val_data, cfg, device, ctx)
+            val = evaluate(model, val_data, cfg, device, ctx, rank, world)
             best_val = val if best_val is None else min(best_val, val)
             rundir.append_jsonl(metrics, {"kind": "eval", "step": step, "val_loss": val, "time": time.time()})
-            print(f"step {step}: val loss {val:.4f}", flush=True)
+            if rank == 0:
+                print(f"step {step}: val loss {val:.4f}", flush=True)
             t_last = time.perf_counter()  # eval time is not training throughput
 
-        stopping = bool(stop_signal) or step == stop_at
+        stopping = stop_votes > 0 or step == stop_at
         if stopping or step % t.checkpoint_interval == 0 or step == t.max_steps:
             checkpoint()
             meta.update(step=step)

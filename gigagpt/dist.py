@@ -1,0 +1,137 @@
+"""Several processes through PyTorch's own engine: torchrun, DDP, FSDP2, distributed checkpoints.
+
+Nothing here runs for a single process: train.py calls in only when WORLD_SIZE > 1.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import distribute_tensor
+
+from gigagpt import rundir
+from gigagpt.config import Config, ConfigError
+from gigagpt.model import GPT, build_on_meta, init_parameter
+from gigagpt.plan import memory_estimate
+
+
+def setup() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) without it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world, local_rank
+
+
+def choose_parallel(cfg: Config, world: int, device_bytes: float | None) -> str:
+    """'ddp' when a full replica fits each device, else 'fsdp' (parallel = "auto")."""
+    if cfg.train.parallel != "auto":
+        return cfg.train.parallel
+    if device_bytes is None:
+        return "ddp"
+    fits = memory_estimate(cfg, world, "ddp")["total"] <= 0.9 * device_bytes
+    return "ddp" if fits else "fsdp"
+
+
+def sum_across(values: list[float], device) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)  # SUM: gloo has no AVG
+    return t.tolist()
+
+
+def max_across(values: list[float], device) -> list[float]:
+    t = torch.tensor([v if v is not None else -1 for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [None if v < 0 else int(v) for v in t.tolist()]
+
+
+def gather(obj) -> list:
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def build_ddp(cfg: Config, device) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(wrapped, raw): every rank builds the same seeded replica; DDP averages gradients."""
+    raw = GPT(cfg.model).to(device)
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(raw, device_ids=ids), raw
+
+
+def build_fsdp(cfg: Config, device) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Shard each block and the root on the meta device, then materialise only this rank's
+    shards: the whole model never exists on one host. Each full parameter is initialised in
+    turn (the largest one is the transient peak) exactly as a single process would."""
+    model = build_on_meta(cfg.model)
+    mp = None
+    if cfg.train.dtype == "bfloat16":
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    kw = {"mp_policy": mp} if mp else {}
+    for block in model.blocks:
+        fully_shard(block, **kw)
+    fully_shard(model, **kw)
+    model.to_empty(device=device)
+    for name, p in model.named_parameters():
+        full = torch.empty(p.shape, device=device)
+        init_parameter(name, full, cfg.model)
+        p.to_local().copy_(distribute_tensor(full, p.device_mesh, p.placements).to_local())
+    return model, model
+
+
+def full_norm(norm) -> float:
+    return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()
+
+
+def save_sharded(run_dir: Path, step: int, model, optimizer, extra: dict, rank: int, keep: int) -> Path:
+    """A torch.distributed.checkpoint directory, made whole before it gets its final name."""
+    ckpt_dir = run_dir / "checkpoints"
+    final = ckpt_dir / f"step_{step:08d}.dcp"
+    tmp = ckpt_dir / f".step_{step:08d}.dcp.tmp"
+    if rank == 0:
+        ckpt_dir.mkdir(exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    dist.barrier()
+    msd, osd = get_state_dict(model, optimizer)
+    dcp.save({"model": msd, "optimizer": osd}, checkpoint_id=str(tmp))
+    if rank == 0:
+        rundir.atomic_write(tmp / "extra.pt", lambda f: torch.save(extra, f))
+    dist.barrier()
+    if rank == 0:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in rundir.checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    dist.barrier()
+    return final
+
+
+def load_sharded(path: Path, model, optimizer) -> dict:
+    """Restore a .dcp checkpoint into an FSDP model/optimizer; returns its extra state."""
+    msd, osd = get_state_dict(model, optimizer)
+    state = {"model": msd, "optimizer": osd}
+    dcp.load(state, checkpoint_id=str(path))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+    return torch.load(path / "extra.pt", map_location="cpu", weights_only=True)
+
+
+def load_full_model_state(path: Path, model: torch.nn.Module) -> None:
+    """Weights of a .dcp checkpoint into an ordinary (unsharded) model, in one process."""
+    sd = model.state_dict()
+    dcp.load({"model": sd}, checkpoint_id=str(path), no_dist=True)
+    model.load_state_dict(sd)
+
+
+def check_world(cfg: Config, world: int) -> None:
+    if cfg.train.batch_size % world and cfg.train.grad_accum % world:
+        raise ConfigError(f"train.batch_size = {cfg.train.batch_size} and train.grad_accum = "
+                          f"{cfg.train.grad_accum}: one must be divisible by the {world} processes")
