@@ -79,7 +79,7 @@ def _tiktoken_gpt2(cached: Path) -> tiktoken.Encoding:
         try:
             result["enc"] = tiktoken.get_encoding("gpt2")
         except Exception as e:  # noqa: BLE001 - any failure means: use the offline path
-            result["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            result["error"] = type(e).__name__  # its text is a long URL-laden chain
 
     thread = threading.Thread(target=load, daemon=True)
     thread.start()
@@ -88,7 +88,7 @@ def _tiktoken_gpt2(cached: Path) -> tiktoken.Encoding:
         return result["enc"]
     why = result.get("error", f"no answer in {TIKTOKEN_WAIT_S} s")
     raise TokenizerError(
-        f"cannot load the GPT-2 tokenizer: tiktoken could not download it ({why[:200]}) and "
+        f"cannot load the GPT-2 tokenizer: tiktoken could not download it ({why}) and "
         f"there is no cached {cached}; {FIX}"
     )
 
