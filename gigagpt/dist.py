@@ -17,7 +17,7 @@ from torch.distributed.tensor import distribute_tensor
 
 from gigagpt import rundir
 from gigagpt.config import Config, ConfigError
-from gigagpt.model import GPT, build_on_meta, init_parameter
+from gigagpt.model import build_model, build_on_meta, init_parameter
 from gigagpt.plan import memory_estimate
 
 
@@ -63,7 +63,7 @@ def gather(obj) -> list:
 
 def build_ddp(cfg: Config, device) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(wrapped, raw): every rank builds the same seeded replica; DDP averages gradients."""
-    raw = GPT(cfg.model).to(device)
+    raw = build_model(cfg.model, device)
     ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(raw, device_ids=ids), raw
 
@@ -81,10 +81,11 @@ def build_fsdp(cfg: Config, device) -> tuple[torch.nn.Module, torch.nn.Module]:
         fully_shard(block, **kw)
     fully_shard(model, **kw)
     model.to_empty(device=device)
-    for name, p in model.named_parameters():
-        full = torch.empty(p.shape, device=device)
-        init_parameter(name, full, cfg.model)
-        p.to_local().copy_(distribute_tensor(full, p.device_mesh, p.placements).to_local())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            full = torch.empty(p.shape, device=device)
+            init_parameter(name, full, cfg.model)
+            p.to_local().copy_(distribute_tensor(full, p.device_mesh, p.placements).to_local())
     return model, model
 
 

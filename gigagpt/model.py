@@ -130,5 +130,15 @@ def build_on_meta(cfg: ModelConfig) -> GPT:
         return GPT(cfg)
 
 
+def build_model(cfg: ModelConfig, device) -> GPT:
+    """Build on meta, materialise on `device`, then initialise parameter by parameter from the
+    global seed: the same weights as a sharded build (gigagpt.dist), with no throw-away init."""
+    model = build_on_meta(cfg).to_empty(device=device)
+    model.lm_head.weight = model.wte.weight  # to_empty gives shared parameters separate storage
+    for name, p in model.named_parameters():
+        init_parameter(name, p, cfg)
+    return model
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # tied weights are yielded once

@@ -19,9 +19,9 @@ import psutil
 import torch
 
 import gigagpt
-from gigagpt import rundir
+from gigagpt import dist, rundir
 from gigagpt.config import Config, ConfigError, cache_dir, dataset_info, to_dict, to_toml
-from gigagpt.model import GPT
+from gigagpt.model import build_model
 from gigagpt.plan import flops_per_token, param_count, peak_for_device_name, tokens_per_step
 
 
@@ -246,8 +246,6 @@ def train(cfg: Config, run_dir: Path, device_name: str = "auto", resume: bool = 
 
     Under torchrun every rank calls this; rank 0 alone writes meta.json, metrics.jsonl, train.log.
     """
-    from gigagpt import dist
-
     rank, world, local_rank = dist.setup()
     main = rank == 0
     device = pick_device(device_name)
@@ -305,8 +303,6 @@ def train(cfg: Config, run_dir: Path, device_name: str = "auto", resume: bool = 
 
 
 def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signal, rank, world):
-    from gigagpt import dist
-
     t, m = cfg.train, cfg.model
     info = dataset_info(cfg.data.dataset)
     train_data, val_data = open_split(info["path"], "train"), open_split(info["path"], "val")
@@ -323,7 +319,7 @@ def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signa
     elif parallel == "ddp":
         model, raw_model = dist.build_ddp(cfg, device)
     else:
-        model = raw_model = GPT(m).to(device)
+        model = raw_model = build_model(m, device)
     raw_model.checkpoint_blocks = t.activation_checkpointing
     optimizer = make_optimizer(model, t, device)
     data_gen = torch.Generator().manual_seed(t.seed)

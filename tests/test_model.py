@@ -5,7 +5,7 @@ import torch
 
 from conftest import REPO
 from gigagpt.config import ModelConfig, TrainConfig, load_config
-from gigagpt.model import GPT, build_on_meta, count_parameters
+from gigagpt.model import GPT, build_model, build_on_meta, count_parameters
 from gigagpt.plan import flops_per_token, param_count
 from gigagpt.train import lr_at, make_optimizer
 
@@ -111,3 +111,14 @@ def test_weight_decay_only_on_matrices():
     assert any(p is m.wte.weight for p in decay["params"])  # embeddings decay, as in the reference
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(m.parameters()))
     assert opt.defaults["betas"] == (0.9, 0.95)
+
+
+def test_build_model_is_tied_and_seeded():
+    cfg = small()
+    torch.manual_seed(3)
+    a = build_model(cfg, "cpu")
+    torch.manual_seed(3)
+    b = build_model(cfg, "cpu")
+    assert a.lm_head.weight is a.wte.weight and count_parameters(a) == param_count(cfg)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert abs(a.blocks[0].attn.proj.weight.std().item() - 0.02 / 2) < 0.005
