@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,31 +24,68 @@ def resolve_config(arg: str) -> Path:
     raise ConfigError(f"config {arg!r}: no such file or preset; presets: {', '.join(names)}")
 
 
+# Under torchrun every rank runs the same command; only rank 0 checks the run directory (the
+# others would see the run that rank 0 has just started).
+RANK0 = os.environ.get("RANK", "0") == "0"
+UNDER_TORCHRUN = int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """`gigagpt ...` again, as `nproc` processes on this node (torchrun --standalone)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "gigagpt", *argv]
+    print(f"launching {nproc} processes: torchrun --standalone --nproc-per-node={nproc} -m gigagpt "
+          f"{' '.join(argv)}", flush=True)
+    os.execv(sys.executable, cmd)  # torchrun takes this pid: signals reach it, and it forwards them
+
+
+def passthrough(args) -> list[str]:
+    out = [x for kv in args.set for x in ("--set", kv)] + ["--device", args.device]
+    return out + (["--stop-at", str(args.stop_at)] if args.stop_at else [])
+
+
 def cmd_train(args) -> int:
     path = resolve_config(args.config)
     cfg = load_config(path, args.set)
     if args.stop_at is not None and args.stop_at <= 0:
         raise ConfigError(f"--stop-at {args.stop_at}: must be > 0")
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc {args.nproc}: must be >= 1")
     if args.run_dir:
         run_dir = Path(args.run_dir)
         rundir.check_run_id(run_dir.name)
-        if (run_dir / "meta.json").exists() or rundir.checkpoints(run_dir):
+        if RANK0 and ((run_dir / "meta.json").exists() or rundir.checkpoints(run_dir)):
             raise rundir.RunError(f"--run-dir {run_dir}: already holds a run; continue it with "
                                   f"`gigagpt resume {run_dir}` or choose another directory")
+    elif UNDER_TORCHRUN:
+        raise ConfigError("under torchrun, pass --run-dir DIR (on a filesystem every node shares) "
+                          "so that all processes write the same run")
     else:
         root = Path(args.runs_root) if args.runs_root else runs_root()
         run_dir = root / rundir.new_run_id(root, rundir.check_run_id(args.name or path.stem))
+    if args.nproc > 1:
+        from gigagpt.dist import check_world
+
+        check_world(cfg, args.nproc)
+        return launch_torchrun(args.nproc, ["train", str(path), "--run-dir", str(run_dir), *passthrough(args)])
     from gigagpt.train import pick_device, train  # torch is imported only by the commands that need it
 
     pick_device(args.device)  # a missing device is an argument error, before any file is written
-    print(f"run directory: {run_dir}", flush=True)
+    if RANK0:
+        print(f"run directory: {run_dir}", flush=True)
     return train(cfg, run_dir, args.device, stop_at=args.stop_at, argv=sys.argv, preset=path.stem)
 
 
 def cmd_resume(args) -> int:
     run_dir = rundir.resolve_run(args.run, Path(args.runs_root) if args.runs_root else runs_root())
     meta = rundir.read_meta(run_dir)
-    status = rundir.effective_status(meta)
+    status = rundir.effective_status(meta) if RANK0 else "stopped"
+    nproc = args.nproc or (1 if UNDER_TORCHRUN else meta.get("world_size", 1))
+    if nproc > 1:  # by default a run resumes with as many processes as it had
+        return launch_torchrun(nproc, ["resume", str(run_dir), *passthrough(args)])
+    ckpts = rundir.checkpoints(run_dir)
+    if ckpts and ckpts[-1].suffix == ".dcp" and not UNDER_TORCHRUN:
+        raise ConfigError(f"--nproc 1: {ckpts[-1]} is sharded (FSDP); resume it with --nproc N")
     if status == "running":
         raise rundir.RunError(f"run {run_dir}: still running (pid {meta.get('pid')}); stop it first")
     cfg = load_config(run_dir / "config.toml", args.set)
@@ -76,12 +114,18 @@ def cmd_sample(args) -> int:
     ckpts = rundir.checkpoints(run_dir)
     if not ckpts:
         raise rundir.RunError(f"run {run_dir}: has no checkpoint yet")
-    state = load_checkpoint(ckpts[-1])
+    sharded = ckpts[-1].suffix == ".dcp"
+    state = load_checkpoint(ckpts[-1] / "extra.pt" if sharded else ckpts[-1])
     cfg = from_dict(state["config"], str(ckpts[-1]))
     validate(cfg, str(ckpts[-1]), check_data=False)
     device = pick_device(args.device)
     model = GPT(cfg.model)
-    model.load_state_dict(state["model"])
+    if sharded:
+        from gigagpt.dist import load_full_model_state
+
+        load_full_model_state(ckpts[-1], model)
+    else:
+        model.load_state_dict(state["model"])
     model.to(device).eval()
     enc = get_tokenizer()
     eot = enc.eot_token
@@ -106,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--runs-root", help="where runs live (default: $GIGAGPT_RUNS or ./runs)")
         q.add_argument("--stop-at", type=int, metavar="STEP",
                        help="checkpoint and stop (status 'stopped', resumable) after this step")
+        q.add_argument("--nproc", type=int, default=None if q.prog.endswith("resume") else 1, metavar="N",
+                       help="processes on this node, through torchrun (resume: as many as the run had)")
 
     q = sub.add_parser("train", help="train a model from a config")
     q.add_argument("config", help="a TOML config path or a preset name (tiny, nano, 124m, 111m, ...)")

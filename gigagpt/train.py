@@ -454,3 +454,9 @@ def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signa
             return "stopped", None
     meta.update(step=step)
     return "completed", None
+
+
+if __name__ == "__main__":  # torchrun --nnodes ... -m gigagpt.train CONFIG --run-dir DIR [--set ...]
+    from gigagpt.cli import main
+
+    raise SystemExit(main(sys.argv[1:] if sys.argv[1:2] == ["resume"] else ["train", *sys.argv[1:]]))

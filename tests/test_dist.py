@@ -1,0 +1,123 @@
+"""Real torchrun process groups (gloo on CPU): DDP and FSDP2 match one process; sharded resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO, gigagpt
+from gigagpt import rundir
+from gigagpt.config import load_config
+from gigagpt.plan import memory_estimate, param_count
+
+# fp32 so that 1 and 2 processes agree to 1e-5 (bf16 rounding would differ between the layouts).
+ARGS = ["--set", "train.log_interval=1", "--set", "train.warmup_steps=2", "--set", "train.eval_steps=2",
+        "--set", "model.block_size=32", "--set", "train.dtype=float32", "--set", "train.eval_interval=4",
+        "--set", "train.max_steps=8"]
+
+
+def losses(run, kind="train", key="loss"):
+    return {r["step"]: r[key] for r in rundir.load_metrics(run) if r["kind"] == kind}
+
+
+@pytest.fixture(scope="module")
+def single(dataset, tmp_path_factory):
+    run = tmp_path_factory.mktemp("one") / "one"
+    gigagpt("train", "tiny", "--set", f"data.dataset={dataset}", *ARGS, "--run-dir", run)
+    return run
+
+
+@pytest.mark.parametrize("parallel, extra", [("ddp", []), ("fsdp", []),
+                                             ("ddp", ["--set", "train.batch_size=4", "--set", "train.grad_accum=2"])])
+def test_two_processes_match_one(dataset, tmp_path, single, parallel, extra):
+    run = tmp_path / parallel
+    if extra:  # the same 8 sequences per step as 2 micro-steps of 4; 2 ranks take one micro-step each
+        single = tmp_path / "accum1"
+        gigagpt("train", "tiny", "--set", f"data.dataset={dataset}", *ARGS, *extra, "--run-dir", single)
+    gigagpt("train", "tiny", "--set", f"data.dataset={dataset}", *ARGS, *extra,
+            "--set", f"train.parallel={parallel}", "--nproc", "2", "--run-dir", run)
+    meta = rundir.read_meta(run)
+    assert meta["world_size"] == 2 and meta["status"] == "completed"
+    start = next(r for r in rundir.load_metrics(run) if r.get("event") == "start")
+    assert start["parallel"] == parallel and start["world_size"] == 2
+    one, two = losses(single), losses(run)
+    assert sorted(two) == list(range(1, 9))
+    for step in one:
+        assert abs(one[step] - two[step]) < 1e-5, (step, one[step], two[step])
+    for step, v in losses(single, "eval", "val_loss").items():
+        assert abs(v - losses(run, "eval", "val_loss")[step]) < 1e-5
+    assert (rundir.checkpoints(run)[-1].suffix == ".dcp") == (parallel == "fsdp")
+
+
+def test_fsdp_sigterm_and_resume_continue_exactly(dataset, tmp_path):
+    args = ["train", "tiny", "--set", f"data.dataset={dataset}", *ARGS, "--set", "train.max_steps=100000",
+            "--set", "train.checkpoint_interval=100000", "--set", "train.parallel=fsdp", "--nproc", "2"]
+    run = tmp_path / "term"
+    proc = subprocess.Popen([sys.executable, "-m", "gigagpt", *args, "--run-dir", str(run)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and len(losses(run)) < 3:
+            time.sleep(0.2)
+        os.kill(rundir.read_meta(run)["pid"], signal.SIGTERM)  # what the dashboard's stop does: rank 0
+        assert proc.wait(timeout=120) == 0
+    finally:
+        proc.kill()
+    meta = rundir.read_meta(run)
+    stopped = meta["step"]
+    assert meta["status"] == "stopped" and rundir.checkpoints(run)[-1].name == f"step_{stopped:08d}.dcp"
+    proc = gigagpt("resume", run, "--nproc", "1", check=False)
+    assert proc.returncode == 2 and "sharded" in proc.stderr
+    gigagpt("resume", run, "--stop-at", stopped + 2)  # two processes again, by default
+    assert rundir.read_meta(run)["world_size"] == 2
+    fresh = tmp_path / "fresh"
+    gigagpt(*args, "--run-dir", fresh, "--stop-at", stopped + 2)
+    assert losses(run) == losses(fresh) and max(losses(run)) == stopped + 2
+
+
+def test_sample_reads_a_sharded_checkpoint(dataset, tmp_path, gpt2_ready):
+    run = tmp_path / "fs"
+    gigagpt("train", "tiny", "--set", f"data.dataset={dataset}", *ARGS, "--set", "train.max_steps=2",
+            "--set", "train.parallel=fsdp", "--nproc", "2", "--run-dir", run)
+    out = gigagpt("sample", run, "--prompt", "Hi", "--max-new-tokens", "5").stdout
+    assert out.startswith("Hi")
+
+
+def test_bad_world_size_is_refused(dataset, tmp_path):
+    proc = gigagpt("train", "tiny", "--set", f"data.dataset={dataset}", *ARGS, "--set", "train.batch_size=3",
+                   "--nproc", "2", "--run-dir", tmp_path / "x", check=False)
+    assert proc.returncode == 2 and "train.batch_size = 3" in proc.stderr and not (tmp_path / "x").exists()
+
+
+def test_175b_shards_on_1024_simulated_devices_without_memory():
+    """fully_shard on the meta device with a fake 1024-rank process group: no parameter memory,
+    and each rank's shard is what the planner divides by."""
+    code = r"""
+import json, torch, torch.distributed as dist
+from torch.testing._internal.distributed.fake_pg import FakeStore
+from torch.distributed.fsdp import fully_shard
+from gigagpt.config import load_config
+from gigagpt.model import build_on_meta
+dist.init_process_group("fake", rank=0, world_size=1024, store=FakeStore())
+cfg = load_config("configs/175b.toml", check_data=False)
+model = build_on_meta(cfg.model)
+for b in model.blocks:
+    fully_shard(b)
+fully_shard(model)
+local = sum(p.to_local().numel() for p in model.parameters())
+full = sum(p.numel() for p in model.parameters())
+print(json.dumps({"local": local, "full": full, "meta": all(p.device.type == "meta" for p in model.parameters())}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    cfg = load_config(REPO / "configs" / "175b.toml", check_data=False)
+    n = param_count(cfg.model)
+    assert out["full"] == n and out["meta"]
+    assert abs(out["local"] - n / 1024) / (n / 1024) < 0.01  # padding only
+    plan = memory_estimate(cfg, 1024, "fsdp")
+    assert plan["weights"] == 4 * n // 1024 and plan["optimizer"] == 8 * n // 1024
