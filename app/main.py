@@ -16,7 +16,7 @@ from gigagpt.config import runs_root
 
 class DashApp(App):
     TITLE = "gigagpt"
-    CSS_PATH = "dash.tcss"
+    CSS_PATH = Path(__file__).with_name("dash.tcss")  # absolute: subclasses may live elsewhere
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False)]
 
     def __init__(self, runs_root: Path, config_dirs: list[Path] = (), refresh: float = 1.0,

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
+from plotext import _utility as plotext_utility
+from rich.style import Style
+from rich.text import Span, Text
 from textual_plotext import PlotextPlot
 
 from app.runs import RunTail, Smoother, downsample
@@ -58,8 +62,15 @@ class RunChart(PlotextPlot):
         super().__init__(**kwargs)
         self.tail, self.view = tail, view
         self.points = 0  # how many points the last render plotted (the tests look at it)
+        self.render_seconds = 0.0  # CPU time spent drawing since LiveScreen last looked (it paces redraws)
 
-    def render(self):
+    def render_lines(self, crop):
+        start = time.thread_time()  # the UI thread's time: plotext and Textual's own conversion
+        lines = super().render_lines(crop)
+        self.render_seconds += time.thread_time() - start
+        return lines
+
+    def render(self) -> Text:
         plt = self.plt
         plt.clear_figure()
         plt.title(self.TITLE)
@@ -73,7 +84,14 @@ class RunChart(PlotextPlot):
         self.points = self.draw(plt, series, generation, buckets, t0, system_ram)
         if not self.points:
             plt.title(f"{self.TITLE}: no data yet")
-        return super().render()
+        # What PlotextPlot.render does, minus plotext's ANSI string and rich's parsing of it
+        # (two thirds of the time on a big chart): read plotext's cell matrix directly.
+        plt.plotsize(self.size.width, self.size.height)
+        plt._set_size(self.size.width, self.size.height)
+        plt.theme(self._get_plotext_theme_name(self.app.theme))
+        plt._set_sizes()
+        plt._build_matrix()
+        return matrix_text(plt.monitor.matrix)
 
     def draw(self, plt, series, generation, buckets: int, t0: float, system_ram) -> int:
         raise NotImplementedError
@@ -149,6 +167,40 @@ class MemoryChart(RunChart):
         plt.title(f"{self.TITLE} ({unit})")
         return sum(self.line(plt, *downsample(xs, y / div, buckets, keep_extremes=False), color=color, label=label)
                    for xs, y, label, color in lines)
+
+
+_styles: dict[tuple, Style] = {}
+
+
+def cell_style(fg, style, bg) -> Style:
+    """The rich Style of a plotext cell's colours, through plotext's own ANSI codes (cached)."""
+    key = (repr(fg), repr(style), repr(bg))
+    if key not in _styles:
+        spans = Text.from_ansi(plotext_utility.colors_to_ansi(fg, style, bg) + "x").spans
+        _styles[key] = spans[0].style if spans else Style()
+    return _styles[key]
+
+
+def matrix_text(matrix) -> Text:
+    """A plotext matrix (rows bottom-up; a char, fore/background and style per cell) as rich Text.
+
+    One span per run of equal colours, runs going on across line ends; the canvas colours (the
+    commonest) get no span at all: the widget's own background and colour are the same.
+    """
+    chars, colors = [], []
+    for row in reversed(matrix.Rows):
+        chars.extend(matrix.marker[row])
+        chars.append("\n")
+        colors.extend(zip(matrix.fullground[row], matrix.style[row], matrix.background[row]))
+        colors.append(colors[-1])
+    canvas = max(set(colors[::7]), key=colors[::7].count) if colors else None
+    spans, start = [], 0
+    for i in range(1, len(colors) + 1):
+        if i == len(colors) or colors[i] != colors[start]:
+            if colors[start] != canvas:
+                spans.append(Span(start, i, cell_style(*colors[start])))
+            start = i
+    return Text("".join(chars[:-1]), spans=spans, no_wrap=True, overflow="crop")
 
 
 def clock(seconds: float | None) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,6 +18,9 @@ from app.screens.home import STATUS_STYLE
 from app.widgets import ChartView, LossChart, MemoryChart, RunChart, ThroughputChart, clock
 
 ENDED_BADLY = ("failed", "crashed", "not started", "unreadable")
+# While data streams in, chart redraws may use this share of one core; on a big terminal or a slow
+# machine they come less often than the refresh. A key (view change) redraws at once.
+CHART_CPU_SHARE = 0.025
 
 
 class LiveScreen(Screen):
@@ -39,6 +43,8 @@ class LiveScreen(Screen):
         self.tail = tail
         self.view = ChartView()
         self.stop_requested = False
+        self.charts_due = 0.0  # monotonic time of the next allowed redraw of streaming data
+        self.charts_pending = False
         self.shown = (None, None, 0)  # (generation, log generation, log_seq) last drawn
 
     def compose(self) -> ComposeResult:
@@ -68,11 +74,19 @@ class LiveScreen(Screen):
         self.query_one("#failure", Static).update(Text(f"✗ {status}: {failure}", style="bold red") if failure else "")
         self.set_class(status in ENDED_BADLY, "-ended-badly")
         if self.tail.id in changed:
-            self.charts_changed()
+            self.charts_pending = True
             self.append_log()
+        if self.charts_pending and time.monotonic() >= self.charts_due:
+            self.charts_changed()
 
     def charts_changed(self) -> None:
-        for chart in self.query(RunChart):
+        charts = list(self.query(RunChart))
+        cost = sum(chart.render_seconds for chart in charts)  # of the previous redraw
+        for chart in charts:
+            chart.render_seconds = 0.0
+        self.charts_due = time.monotonic() + cost / CHART_CPU_SHARE
+        self.charts_pending = False
+        for chart in charts:
             chart.refresh()
 
     def append_log(self) -> None:
