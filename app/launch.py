@@ -85,7 +85,12 @@ def config_from_form(preset: Preset, dataset: str | None, values: dict[str, str]
                           "prepare one with `gigagpt data prepare shakespeare`")
     overrides = [f"{key}={value.strip()}" for key, value in values.items()]
     overrides.append(f"data.dataset={dataset}")
-    return load_config(preset.path, overrides, check_data=True), overrides
+    try:
+        return load_config(preset.path, overrides, check_data=True), overrides
+    except ConfigError as e:
+        # The core's message, less where it came from: in the form, the user typed it here.
+        message = str(e).removeprefix("--set ").removeprefix(f"{preset.path}: ")
+        raise ConfigError(message) from None
 
 
 def datasets() -> list[str]:

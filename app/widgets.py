@@ -165,6 +165,7 @@ class MemoryChart(RunChart):
             return 0
         div, unit = byte_unit(peak)
         plt.title(f"{self.TITLE} ({unit})")
+        plt.ylim(0, 1.1 * peak / div)  # from zero: a flat RSS should look flat, not like a cliff
         return sum(self.line(plt, *downsample(xs, y / div, buckets, keep_extremes=False), color=color, label=label)
                    for xs, y, label, color in lines)
 

@@ -25,7 +25,8 @@ def field_id(key: str) -> str:
 
 
 class HomeScreen(Screen):
-    HELP = ("Pick a preset (the form takes its values), edit the form, launch with ctrl+r.\n"
+    HELP = ("Pick a preset (the form takes its values), edit the form, launch with ctrl+r;\n"
+            "tab moves through the form, esc leaves it. Enter on a run opens it.\n"
             "Memory is per device, no sharding: fp32 weights, grads, AdamW states, activations.\n"
             "Runs keep going when the dashboard quits; it re-attaches to them when it starts.")
     BINDINGS = [
@@ -34,6 +35,7 @@ class HomeScreen(Screen):
         Binding("r", "focus_table('runs')", "Runs"),
         Binding("q", "app.quit", "Quit"),
         Binding("question_mark", "app.help", "Help"),
+        Binding("escape", "focus_table('presets')", "Leave form", show=False),
     ]
 
     def __init__(self):
@@ -175,7 +177,6 @@ class HomeScreen(Screen):
                          Text("yes", style="green") if row["fits"] else Text("no", style="bold red"))
             for column, value in zip(("params", "flops", "memory", "fits"), cells):
                 table.update_cell(preset.name, column, value)
-        table.columns["fits"].label = Text(f"fits {device.kind}")
         self.query_one("#plan", Static).update(self.plan_text(form_cfg, device))
 
     def plan_text(self, form_cfg, device: Device) -> Text:
