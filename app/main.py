@@ -42,8 +42,8 @@ class DashApp(App):
             self.open_run(self.first_run)
         if self.probe:
             self.probe_devices()
-        self.poll()
-        self.set_interval(self.refresh_seconds, self.poll)
+        self.poll_runs()
+        self.set_interval(self.refresh_seconds, self.poll_runs)
 
     # -- runs
 
@@ -97,9 +97,6 @@ class DashApp(App):
         finally:
             self._poll_lock.release()
         self.call_from_thread(self.polled, changed)
-
-    def poll(self) -> None:
-        self.poll_runs()
 
     def polled(self, changed: set[str]) -> None:
         for run_id in changed:

@@ -241,7 +241,7 @@ class RunTail:
         self.system_ram: list[tuple[float, float]] = []  # (time, bytes used) sampled while running
         self._metrics = Cursor(self.dir / "metrics.jsonl")
         self._log = Cursor(self.dir / "train.log")
-        self._meta_mtime = None
+        self._meta_mtime = -1  # never a real mtime (None stands for "no meta.json")
         self._reading = threading.Lock()  # one poll() at a time: the cursors are not shared
 
     # -- status
@@ -318,7 +318,7 @@ class RunTail:
             mtime = path.stat().st_mtime_ns
         except FileNotFoundError:
             mtime = None
-        if mtime == self._meta_mtime and mtime is not None:
+        if mtime == self._meta_mtime:
             return False
         self._meta_mtime = mtime
         try:

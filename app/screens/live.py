@@ -45,7 +45,7 @@ class LiveScreen(Screen):
         self.stop_requested = False
         self.charts_due = 0.0  # monotonic time of the next allowed redraw of streaming data
         self.charts_pending = False
-        self.shown = (None, None, 0)  # (generation, log generation, log_seq) last drawn
+        self.log_shown = (None, 0)  # (log_generation, log_seq) of the tail when the log was last written
 
     def compose(self) -> ComposeResult:
         yield Static(id="run-header")
@@ -93,14 +93,14 @@ class LiveScreen(Screen):
         log = self.query_one("#log", Log)
         with self.tail.lock:
             generation, seq, lines = self.tail.log_generation, self.tail.log_seq, list(self.tail.log_lines)
-        shown_generation, shown_seq = self.shown[1], self.shown[2]
+        shown_generation, shown_seq = self.log_shown
         new = seq - shown_seq
         if generation != shown_generation or new > len(lines):
             log.clear()
             new = len(lines)
         if new:
             log.write_lines(lines[-new:])
-        self.shown = (None, generation, seq)
+        self.log_shown = (generation, seq)
 
     def header(self, status: str) -> Text:
         tail, meta = self.tail, self.tail.meta or {}
