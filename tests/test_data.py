@@ -14,6 +14,9 @@ import pytest
 from gigagpt.prepare import BLOCK
 from gigagpt.tokenizer import EOT, get_tokenizer
 
+REPO = Path(__file__).resolve().parent.parent
+# subprocesses import the tree under test, whatever an installed gigagpt points at
+ENV = dict(os.environ, PYTHONPATH=str(REPO))
 PARAGRAPHS = ["First paragraph: naïve café, 東京 🙂.\n", "Second one's here, it'll do.\n",
               "Third!\n\n  indented line\n"]
 
@@ -23,7 +26,7 @@ def cache(tmp_path_factory):
     """One session cache: the tokenizer fetched once for every test here."""
     cache = tmp_path_factory.mktemp("data-cache")
     r = subprocess.run([sys.executable, "-m", "gigagpt", "data", "fetch-tokenizer"],
-                       capture_output=True, text=True, env=dict(os.environ, GIGAGPT_CACHE=str(cache)))
+                       capture_output=True, text=True, env=dict(ENV, GIGAGPT_CACHE=str(cache)))
     assert r.returncode == 0, r.stderr
     return cache
 
@@ -37,7 +40,7 @@ def run(cache, tmp_path, monkeypatch):
     def run(*args, input=None, env=None):
         return subprocess.run([sys.executable, "-m", "gigagpt", *map(str, args)], cwd=tmp_path,
                               input=input, capture_output=True, text=True, timeout=120,
-                              env=dict(os.environ, **(env or {})))
+                              env=dict(ENV, **(env or {})))
     return run
 
 

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -10,8 +11,12 @@ from gigagpt import tokenizer
 from gigagpt.tokenizer import RANKS_SHA256, TokenizerError, get_tokenizer
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
 def gigagpt(*args, env_extra, timeout=120):
-    env = dict(os.environ, **env_extra)
+    # the tree under test, whatever an installed gigagpt points at
+    env = dict(os.environ, PYTHONPATH=str(REPO), **env_extra)
     return subprocess.run([sys.executable, "-m", "gigagpt", *args], capture_output=True,
                           text=True, env=env, timeout=timeout)
 
