@@ -65,19 +65,28 @@ def activation_bytes(cfg: Config, world: int = 1, checkpointing: bool | None = N
     Counted from what our forward keeps (bf16 autocast: the fp32 residual stream and LayerNorms,
     bf16 matmul inputs and outputs; SDPA keeps q, k, v, out and never the s*s matrix):
     44 bytes per token per width unit per layer in bf16, 64 in fp32. Activation checkpointing
-    keeps each block's input (4) and one block's full set during its recompute. The logits
-    (bf16 copy, fp32 copy, log-softmax and their gradients) cost 14 bytes per token per vocab entry
-    (16 in fp32): at a 50k vocabulary they dominate small models.
+    keeps each block's input (4) and one block's full set during its recompute. The logits cost
+    bytes per token per vocabulary entry: eager 12.5 (bf16 and fp32 copies, log-softmax, their
+    gradients); compiled, where the loss is fused, 1.5 in bf16 and 4 in fp32. These last figures
+    were fitted to measured CPU peaks (bench/plan_memory.py); at a 50k vocabulary they dominate
+    small models.
     """
-    m = cfg.model
-    bf16 = cfg.train.dtype == "bfloat16"
-    ckpt = cfg.train.activation_checkpointing if checkpointing is None else checkpointing
+    m, t = cfg.model, cfg.train
+    bf16 = t.dtype == "bfloat16"
+    ckpt = t.activation_checkpointing if checkpointing is None else checkpointing
     tokens = micro_batch(cfg, world) * m.block_size
     per_layer = (44 if bf16 else 64) * tokens * m.n_embd
     if m.attention == "math":  # scores, softmax (fp32) and probabilities per head
         per_layer += tokens * m.block_size * m.n_head * (10 if bf16 else 12)
     layers = m.n_layer * 4 * tokens * m.n_embd + per_layer if ckpt else m.n_layer * per_layer
-    return int(layers + 12 * tokens * m.n_embd + (14 if bf16 else 16) * tokens * m.vocab_size)
+    logits = (1.5 if bf16 else 4) if t.compile else 12.5
+    return int(layers + 12 * tokens * m.n_embd + logits * tokens * m.vocab_size)
+
+
+# Fitted to measured CPU peaks (bench/plan_memory.py): kernel libraries' workspaces and thread
+# buffers in any training process, and torch.compile's own memory on top when it is on.
+RUNTIME_WORKSPACE = 64 * 2**20
+COMPILE_WORKSPACE = 100 * 2**20
 
 
 def memory_estimate(cfg: Config, world: int = 1, strategy: str = "none",
@@ -100,6 +109,7 @@ def memory_estimate(cfg: Config, world: int = 1, strategy: str = "none",
     else:
         out["buffers"] = half * n + (4 * n if strategy == "ddp" else 0)
     out["activations"] = activation_bytes(cfg, world, checkpointing)
+    out["buffers"] += RUNTIME_WORKSPACE + (COMPILE_WORKSPACE if cfg.train.compile else 0)
     out["total"] = sum(out.values())
     return out
 
