@@ -10,10 +10,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-from torch.distributed.tensor import distribute_tensor
 
 from gigagpt import rundir
 from gigagpt.config import Config, ConfigError
@@ -72,6 +68,10 @@ def build_fsdp(cfg: Config, device) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Shard each block and the root on the meta device, then materialise only this rank's
     shards: the whole model never exists on one host. Each full parameter is initialised in
     turn (the largest one is the transient peak) exactly as a single process would."""
+    # Imported here: FSDP2 and DTensor are not in torch 2.4, which the Cerebras SDK pins.
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.tensor import distribute_tensor
+
     model = build_on_meta(cfg.model)
     mp = None
     if cfg.train.dtype == "bfloat16":
@@ -95,6 +95,9 @@ def full_norm(norm) -> float:
 
 def save_sharded(run_dir: Path, step: int, model, optimizer, extra: dict, rank: int, keep: int) -> Path:
     """A torch.distributed.checkpoint directory, made whole before it gets its final name."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
     ckpt_dir = run_dir / "checkpoints"
     final = ckpt_dir / f"step_{step:08d}.dcp"
     tmp = ckpt_dir / f".step_{step:08d}.dcp.tmp"
@@ -118,6 +121,9 @@ def save_sharded(run_dir: Path, step: int, model, optimizer, extra: dict, rank: 
 
 def load_sharded(path: Path, model, optimizer) -> dict:
     """Restore a .dcp checkpoint into an FSDP model/optimizer; returns its extra state."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
     msd, osd = get_state_dict(model, optimizer)
     state = {"model": msd, "optimizer": osd}
     dcp.load(state, checkpoint_id=str(path))
@@ -127,6 +133,8 @@ def load_sharded(path: Path, model, optimizer) -> dict:
 
 def load_full_model_state(path: Path, model: torch.nn.Module) -> None:
     """Weights of a .dcp checkpoint into an ordinary (unsharded) model, in one process."""
+    import torch.distributed.checkpoint as dcp
+
     sd = model.state_dict()
     dcp.load({"model": sd}, checkpoint_id=str(path), no_dist=True)
     model.load_state_dict(sd)
