@@ -139,6 +139,33 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    import json
+
+    from gigagpt.plan import DEVICE_PEAKS, format_plan, plan
+
+    path = resolve_config(args.config)
+    cfg = load_config(path, args.set, check_data=False)
+    if args.devices < 1:
+        raise ConfigError(f"--devices {args.devices}: must be >= 1")
+    if not 0 < args.mfu <= 1:
+        raise ConfigError(f"--mfu {args.mfu}: must be in (0, 1]")
+    device_bytes, label = None, None
+    if args.device_memory is not None:
+        if args.device_memory <= 0:
+            raise ConfigError(f"--device-memory {args.device_memory}: must be > 0 (GiB)")
+        device_bytes, label = args.device_memory * 2**30, f"{args.device_memory:g} GiB"
+    elif args.device:
+        match = {k.lower(): k for k in DEVICE_PEAKS}.get(args.device.lower())
+        if match is None:
+            raise ConfigError(f"--device {args.device!r}: unknown; known: {', '.join(DEVICE_PEAKS)} "
+                              "(or give --device-memory GiB)")
+        device_bytes, label = DEVICE_PEAKS[match][1] * 2**30, match
+    p = plan(cfg, args.devices, device_bytes, args.mfu)
+    print(json.dumps(p, indent=2) if args.json else format_plan(p, str(path), label))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gigagpt", description="Train GPT-2-style models, from a laptop CPU to clusters.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -183,6 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
         prepare = None
     if prepare is not None and hasattr(prepare, "add_data_parser"):
         prepare.add_data_parser(sub)
+
+    q = sub.add_parser("plan", help="parameters, FLOPs, memory per device and time to train a config")
+    q.add_argument("config", help="a TOML config path or a preset name")
+    q.add_argument("--devices", type=int, default=1, metavar="N", help="number of devices (default 1)")
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--device", metavar="NAME", help="a named device: A100-40GB, A100-80GB, H100, H200, B200, MI300X, ...")
+    g.add_argument("--device-memory", type=float, metavar="GiB", help="memory of one device")
+    q.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilisation (default 0.4)")
+    q.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_plan)
 
     q = sub.add_parser("dash", help="open the dashboard")
     q.add_argument("rest", nargs=argparse.REMAINDER)

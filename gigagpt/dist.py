@@ -14,7 +14,7 @@ import torch.distributed as dist
 from gigagpt import rundir
 from gigagpt.config import Config, ConfigError
 from gigagpt.model import build_model, build_on_meta, init_parameter
-from gigagpt.plan import memory_estimate
+from gigagpt.plan import fits
 
 
 def setup() -> tuple[int, int, int]:
@@ -33,10 +33,9 @@ def choose_parallel(cfg: Config, world: int, device_bytes: float | None) -> str:
     """'ddp' when a full replica fits each device, else 'fsdp' (parallel = "auto")."""
     if cfg.train.parallel != "auto":
         return cfg.train.parallel
-    if device_bytes is None:
+    if device_bytes is None or fits(cfg, world, "ddp", device_bytes):
         return "ddp"
-    fits = memory_estimate(cfg, world, "ddp")["total"] <= 0.9 * device_bytes
-    return "ddp" if fits else "fsdp"
+    return "fsdp"
 
 
 def sum_across(values: list[float], device) -> list[float]:

@@ -115,10 +115,18 @@ def memory_estimate(cfg: Config, world: int = 1, strategy: str = "none",
 
 
 def human(n: float, unit: str = "") -> str:
-    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+    """1.08e12 -> '1.08T'. Counts of parameters read better with human_count (B, not G)."""
+    for div, suffix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= div:
             return f"{n / div:.3g}{suffix}{unit}"
     return f"{n:.3g}{unit}"
+
+
+def human_count(n: float) -> str:
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.4g}{suffix}"
+    return f"{n:.0f}"
 
 
 def human_bytes(n: float) -> str:
@@ -126,3 +134,154 @@ def human_bytes(n: float) -> str:
         if abs(n) >= div:
             return f"{n / div:.3g} {suffix}"
     return f"{n:.0f} B"
+
+
+# ---------------------------------------------------------------------------- the planner
+
+USABLE = 0.9  # of a device's memory: the rest goes to the CUDA context, NCCL and fragmentation
+STRATEGIES = (("none", False), ("ddp", False), ("fsdp", False), ("fsdp", True))
+
+
+def strategy_name(strategy: str, checkpointing: bool) -> str:
+    return strategy + (" + act. ckpt" if checkpointing else "")
+
+
+def fits(cfg: Config, world: int, strategy: str, device_bytes: float, checkpointing: bool = False) -> bool:
+    return memory_estimate(cfg, world, strategy, checkpointing)["total"] <= USABLE * device_bytes
+
+
+def valid_world(cfg: Config, world: int) -> bool:
+    """The trainer splits batch_size (or else grad_accum) evenly across processes."""
+    return cfg.train.batch_size % world == 0 or cfg.train.grad_accum % world == 0
+
+
+def smallest_world(cfg: Config, device_bytes: float, strategy: str, checkpointing: bool = False,
+                   limit: int = 1 << 20) -> int | None:
+    """Fewest devices on which `strategy` fits and that split the batch evenly (memory never
+    grows with more devices: binary search, then up to the next valid world size)."""
+    if strategy == "none":
+        return 1 if fits(cfg, 1, "none", device_bytes, checkpointing) else None
+    if not fits(cfg, limit, strategy, device_bytes, checkpointing):
+        return None
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(cfg, mid, strategy, device_bytes, checkpointing):
+            hi = mid
+        else:
+            lo = mid + 1
+    while lo <= limit and not valid_world(cfg, lo):
+        lo += 1
+    return lo if lo <= limit else None
+
+
+def step_seconds(cfg: Config, world: int, peak: float, mfu: float) -> float:
+    return flops_per_token(cfg.model) * tokens_per_step(cfg) / (world * peak * mfu)
+
+
+def best_plan(cfg: Config, device_bytes: float) -> tuple[int, str, bool] | None:
+    """The cheapest way to fit: fewest devices, preferring no sharding and no recomputation."""
+    options = []
+    for strategy, ckpt in STRATEGIES:
+        n = smallest_world(cfg, device_bytes, strategy, ckpt)
+        if n is not None:
+            options.append((n, STRATEGIES.index((strategy, ckpt)), strategy, ckpt))
+    if not options:
+        return None
+    n, _, strategy, ckpt = min(options)
+    return n, strategy, ckpt
+
+
+def plan(cfg: Config, devices: int = 1, device_bytes: float | None = None, mfu: float = 0.4) -> dict:
+    """Everything `gigagpt plan` prints, as plain data (also its --json output)."""
+    t, m = cfg.train, cfg.model
+    out = {
+        "params": param_count(m), "flops_per_token": flops_per_token(m),
+        "tokens_per_step": tokens_per_step(cfg), "flops_per_step": flops_per_token(m) * tokens_per_step(cfg),
+        "max_steps": t.max_steps, "train_tokens": tokens_per_step(cfg) * t.max_steps,
+        "devices": devices, "device_bytes": device_bytes, "usable": USABLE, "mfu": mfu,
+        "memory": {}, "smallest": {}, "named_devices": {},
+    }
+    for strategy, ckpt in STRATEGIES:
+        name = strategy_name(strategy, ckpt)
+        world = 1 if strategy == "none" else devices
+        mem = memory_estimate(cfg, world, strategy, ckpt)
+        out["memory"][name] = {**mem, "world": world,
+                               "fits": None if device_bytes is None else mem["total"] <= USABLE * device_bytes}
+        if device_bytes is not None:
+            out["smallest"][name] = smallest_world(cfg, device_bytes, strategy, ckpt)
+    if device_bytes is not None:
+        best = best_plan(cfg, device_bytes)
+        if best:
+            n, strategy, ckpt = best
+            out["best"] = {**memory_estimate(cfg, n, strategy, ckpt), "world": n,
+                           "strategy": strategy_name(strategy, ckpt)}
+        out["one_sequence_activations"] = activation_bytes(cfg, t.batch_size, False)
+    for dev, (peak, gib) in DEVICE_PEAKS.items():
+        best = best_plan(cfg, gib * 2**30)
+        row = {"peak_flops": peak, "memory_gib": gib, "min_devices": None}
+        if best:
+            n, strategy, ckpt = best
+            row.update(min_devices=n, strategy=strategy_name(strategy, ckpt),
+                       step_seconds=step_seconds(cfg, n, peak, mfu),
+                       train_seconds=step_seconds(cfg, n, peak, mfu) * t.max_steps)
+        if devices > 1 or best is None or best[0] != devices:
+            row["at_devices"] = {"devices": devices, "step_seconds": step_seconds(cfg, devices, peak, mfu),
+                                 "train_seconds": step_seconds(cfg, devices, peak, mfu) * t.max_steps}
+        out["named_devices"][dev] = row
+    return out
+
+
+def human_seconds(s: float) -> str:
+    for div, unit in ((365 * 86400, "years"), (86400, "days"), (3600, "h"), (60, "min"), (1, "s")):
+        if s >= div:
+            return f"{s / div:.3g} {unit}"
+    return f"{s * 1000:.3g} ms"
+
+
+def format_plan(p: dict, source: str, device_label: str | None) -> str:
+    lines = [
+        f"{source}: {human_count(p['params'])} parameters, {human(p['flops_per_token'])}FLOP per token "
+        f"(6N + 12*layers*width*seq), {p['tokens_per_step']:,} tokens per step = "
+        f"{human(p['flops_per_step'])}FLOP per step",
+        f"  {p['max_steps']:,} steps = {human(p['train_tokens'])} tokens to train",
+        "",
+    ]
+    where = f" of {device_label}" if device_label else ""
+    usable = f", fits in {100 * p['usable']:.0f}% of {human_bytes(p['device_bytes'])}" if p["device_bytes"] else ""
+    lines.append(f"Memory per device with {p['devices']} device{'s' if p['devices'] > 1 else ''}{where}{usable}:")
+    head = f"  {'strategy':22s}{'weights':>11s}{'grads':>11s}{'optimizer':>11s}{'buffers':>11s}{'activations':>13s}{'total':>11s}"
+    lines.append(head + ("   fits" if p["device_bytes"] else ""))
+    for name, mem in p["memory"].items():
+        label = f"{name} (1 device)" if mem["world"] == 1 and p["devices"] > 1 else name
+        row = f"  {label:22s}" + "".join(f"{human_bytes(mem[k]):>11s}" for k in ("weights", "grads", "optimizer", "buffers"))
+        row += f"{human_bytes(mem['activations']):>13s}{human_bytes(mem['total']):>11s}"
+        if mem["fits"] is not None:
+            row += "   yes" if mem["fits"] else "   no"
+        lines.append(row)
+    if p["smallest"]:
+        lines += ["", f"Fewest devices{where} that fit:"]
+        for name, n in p["smallest"].items():
+            lines.append(f"  {name:22s}{'never' if n is None else f'{n:,}'}")
+        dense = p["memory"]["none"]
+        if "best" in p:
+            mem = p["best"]
+            lines.append(f"  best: {mem['strategy']} on {mem['world']:,}: " + ", ".join(
+                f"{k} {human_bytes(mem[k])}" for k in ("weights", "grads", "optimizer", "buffers", "activations"))
+                + f" = {human_bytes(mem['total'])}")
+        if p["smallest"]["ddp"] is None:
+            lines.append(f"  why: a full replica needs {human_bytes(dense['weights'] + dense['grads'] + dense['optimizer'])} "
+                         "for fp32 weights, gradients and AdamW state (16 bytes per parameter) before any "
+                         "activation; only sharding (FSDP) divides that by the number of devices.")
+        if p["smallest"]["fsdp"] is None and "one_sequence_activations" in p:
+            lines.append(f"  why: without activation checkpointing one sequence per device keeps "
+                         f"{human_bytes(p['one_sequence_activations'])} of activations, more than the device holds.")
+    lines += ["", f"Time at {100 * p['mfu']:.0f}% MFU (bf16 dense peak), on the fewest devices that fit:",
+              f"  {'device':12s}{'peak':>13s}{'memory':>9s}{'devices':>9s}  {'how':22s}{'per step':>11s}{'to train':>12s}"]
+    for dev, row in p["named_devices"].items():
+        if row["min_devices"] is None:
+            lines.append(f"  {dev:12s}{human(row['peak_flops'], 'FLOP/s'):>13s}{row['memory_gib']:>6d} GB   does not fit")
+            continue
+        lines.append(f"  {dev:12s}{human(row['peak_flops'], 'FLOP/s'):>13s}{row['memory_gib']:>6d} GB{row['min_devices']:>9,}  "
+                     f"{row['strategy']:22s}{human_seconds(row['step_seconds']):>11s}{human_seconds(row['train_seconds']):>12s}")
+    return "\n".join(lines)
