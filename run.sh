@@ -12,7 +12,6 @@ stamp="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$stamp" ]; then
   echo "setting up $VENV ..." >&2
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
   # torch first, pinned: a bare 'torch' requirement would pull a multi-GB CUDA build on machines
   # that keep a CPU wheel locally. Users who already have torch in the venv keep theirs.
   "$VENV/bin/python" -c "import torch" 2>/dev/null || "$VENV/bin/python" -m pip install -q "torch==2.13.0"
