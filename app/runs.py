@@ -6,7 +6,6 @@ leave a torn last line for the next read, start over when a file is truncated or
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
@@ -19,6 +18,7 @@ import numpy as np
 import psutil
 
 from gigagpt import rundir
+from gigagpt.rundir import Cursor, parse_lines  # the one reader, shared with `gigagpt runs`
 
 TRAIN_COLUMNS = ("step", "tokens", "time", "loss", "lr", "tok_s", "mfu", "rss", "mem_alloc", "mem_peak")
 EVAL_COLUMNS = ("step", "val_loss")
@@ -26,83 +26,6 @@ TAIL_FIRST_BYTES = 4 << 20  # a bigger metrics.jsonl shows its last 4 MiB at onc
 HISTORY_CHUNK_BYTES = 1 << 20  # the history loader holds the GIL for one chunk's json.loads at a time
 LOG_FIRST_BYTES = 256 << 10  # a long train.log is shown from its last 256 KiB
 LOG_KEEP_LINES = 2000
-
-
-# ---------------------------------------------------------------------------- reading files
-
-class Cursor:
-    """A byte offset into a file that its writer only appends to.
-
-    `read()` returns the complete new lines. When the file shrank or was replaced (new inode),
-    reading starts over at 0 and `reset` says so, so the caller can drop what it built from it.
-    """
-
-    def __init__(self, path: Path):
-        self.path, self.offset, self.inode = Path(path), 0, None
-
-    def size(self) -> int:
-        try:
-            return self.path.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def read(self, limit: int | None = None) -> tuple[bytes, bool]:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            reset = self.offset > 0
-            self.offset, self.inode = 0, None
-            return b"", reset
-        reset = self.inode is not None and (st.st_ino != self.inode or st.st_size < self.offset)
-        if reset:
-            self.offset = 0
-        self.inode = st.st_ino
-        if st.st_size <= self.offset:
-            return b"", reset
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read(st.st_size - self.offset if limit is None else limit)
-        end = data.rfind(b"\n") + 1
-        if end == 0 and limit is not None and len(data) == limit:
-            end = len(data)  # one line longer than a whole chunk: skip it rather than stall on it
-        self.offset += end
-        return data[:end], reset
-
-    def skip_to_line_after(self, position: int) -> None:
-        """Start reading at the first line that begins after `position` (for long files)."""
-        with open(self.path, "rb") as f:
-            f.seek(max(0, position - 1))
-            f.readline()
-            self.offset = f.tell()
-        self.inode = self.path.stat().st_ino
-
-
-def parse_lines(data: bytes) -> tuple[list[dict], int]:
-    """JSON objects from complete lines, and how many lines were not JSON objects.
-
-    One json.loads over the whole chunk is ~2x faster than one per line; a chunk holding any bad
-    line is parsed again line by line, so a bad line costs only itself.
-    """
-    lines = [line for line in data.split(b"\n") if line.strip()]
-    if not lines:
-        return [], 0
-    try:
-        records = json.loads(b"[" + b",".join(lines) + b"]")
-        if len(records) == len(lines) and all(type(r) is dict for r in records):
-            return records, 0
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        pass
-    records, bad = [], 0
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            rec = None
-        if isinstance(rec, dict):
-            records.append(rec)
-        else:
-            bad += 1
-    return records, bad
 
 
 # ---------------------------------------------------------------------------- series

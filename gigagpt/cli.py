@@ -222,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_plan)
 
+    from gigagpt.runs import add_runs_parser  # no torch: list, show, stop, export, rm, rename, tag
+
+    add_runs_parser(sub)
+
     q = sub.add_parser("dash", help="open the dashboard")
     q.add_argument("rest", nargs=argparse.REMAINDER)
     q.set_defaults(func=lambda a: __import__("app.main", fromlist=["main"]).main(a.rest))
