@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from gigagpt import plan, rundir
+from gigagpt import plan, rundir, runs
 from gigagpt.cli import REPO_CONFIGS
 from gigagpt.config import Config, ConfigError, data_root, load_config
 
@@ -161,30 +161,58 @@ def launch(preset: Preset, overrides: list[str], name: str, device: Device, root
     run_id = rundir.new_run_id(root, rundir.check_run_id(name or preset.name))
     run_dir = root / run_id
     run_dir.mkdir(parents=True)
-    cmd = [sys.executable, "-m", "gigagpt", "train", str(preset.path.resolve()), "--run-dir", str(run_dir),
-           "--device", device.kind]
+    cmd = ["train", str(preset.path.resolve()), "--run-dir", str(run_dir), "--device", device.kind]
     for text in overrides:
         cmd += ["--set", text]
-    with open(run_dir / "train.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, **device.env})
-    STARTED.append(proc)
+    start(cmd, run_dir, device.env)
     return run_dir
 
 
+def resume(run_dir: Path, max_steps: int) -> None:
+    """Start `gigagpt resume RUN --set train.max_steps=N` detached, appending to its train.log."""
+    start(["resume", str(Path(run_dir).resolve()), "--set", f"train.max_steps={max_steps}"], Path(run_dir))
+
+
+def start(args: list[str], run_dir: Path, env: dict | None = None) -> subprocess.Popen:
+    """`gigagpt ARGS` in its own session (it outlives the dashboard), output appended to train.log."""
+    with open(run_dir / "train.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gigagpt", *args], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **(env or {})})
+    proc.run_dir = Path(run_dir)
+    STARTED.append(proc)
+    return proc
+
+
 def reap() -> dict[str, bool]:
-    """Collect exited children (no zombies); {run id: still alive} for the ones started here."""
-    alive = {}
-    for proc in STARTED:
-        run_dir = Path(proc.args[proc.args.index("--run-dir") + 1])
-        alive[run_dir.name] = proc.poll() is None
-    return alive
+    """Collect exited children (no zombies); {run id: still alive} for the ones started here
+    (the latest start of a run counts: a resumed run was started twice)."""
+    return {proc.run_dir.name: proc.poll() is None for proc in STARTED}
 
 
 def send(pid: int, sig: signal.Signals) -> None:
-    """SIGTERM goes to the trainer alone (it checkpoints and exits); SIGKILL to its whole process
-    group, so compile workers die with it."""
-    if sig == signal.SIGKILL and os.getpgid(pid) == pid:
-        os.killpg(pid, sig)
-    else:
-        os.kill(pid, sig)
+    runs.send_signal(pid, sig)
+
+
+# Short-lived helpers (`gigagpt sample`), kept apart from STARTED: they are not trainers.
+HELPERS: list[subprocess.Popen] = []
+
+
+def start_sample(run_dir: Path, prompt: str, temperature: float, top_k: int, max_new_tokens: int,
+                 num_samples: int = 1) -> subprocess.Popen:
+    """`gigagpt sample` on the run's latest checkpoint, its stdout and stderr piped back to us."""
+    cmd = [sys.executable, "-m", "gigagpt", "sample", str(Path(run_dir).resolve()), "--prompt", prompt,
+           "--temperature", str(temperature), "--top-k", str(top_k), "--max-new-tokens", str(max_new_tokens),
+           "--num-samples", str(num_samples)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True)  # its own group: cancel ends torch's workers too
+    HELPERS.append(proc)
+    return proc
+
+
+def cancel(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()

@@ -10,8 +10,9 @@ from textual.app import App
 from textual.binding import Binding
 
 from app import launch
-from app.runs import RunTail, list_run_dirs
+from app.runs import RunTail
 from gigagpt.config import runs_root
+from gigagpt.runs import run_dirs
 
 
 class DashApp(App):
@@ -20,13 +21,14 @@ class DashApp(App):
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False)]
 
     def __init__(self, runs_root: Path, config_dirs: list[Path] = (), refresh: float = 1.0,
-                 probe: bool = True, open_run: str | None = None):
+                 probe: bool = True, open_run: str | None = None, browse: bool = False):
         super().__init__()
         self.runs_root = Path(runs_root)
         self.config_dirs = list(config_dirs)
         self.refresh_seconds = refresh
         self.probe = probe
         self.first_run = open_run
+        self.first_browse = browse
         self.devices = [launch.cpu_device()]
         self.tails: dict[str, RunTail] = {}  # every run dir under the root; only `followed` are read
         self.followed: set[str] = set()  # running runs, and runs opened in this session
@@ -38,6 +40,8 @@ class DashApp(App):
 
         self.scan()  # meta.json of every run, before the first frame: the runs table is not empty
         self.push_screen(HomeScreen())
+        if self.first_browse:
+            self.browse_runs()
         if self.first_run:
             self.open_run(self.first_run)
         if self.probe:
@@ -52,15 +56,15 @@ class DashApp(App):
 
     def starting_pid(self, run_id: str) -> int | None:
         """The pid of a trainer this process launched that has not written meta.json yet."""
-        for proc in launch.STARTED:
-            if self.alive.get(run_id) and proc.args[proc.args.index("--run-dir") + 1].endswith("/" + run_id):
+        for proc in reversed(launch.STARTED):
+            if self.alive.get(run_id) and proc.run_dir.name == run_id and proc.poll() is None:
                 return proc.pid
         return None
 
     def scan(self) -> None:
         """Find run dirs, re-read changed meta.json files, decide which runs to follow."""
         self.alive = launch.reap()
-        for run_dir in list_run_dirs(self.runs_root):
+        for run_dir in run_dirs(self.runs_root):
             if run_dir.name not in self.tails:
                 self.tails[run_dir.name] = RunTail(run_dir)
         for run_id, tail in list(self.tails.items()):
@@ -86,6 +90,11 @@ class DashApp(App):
         if tail.history_end:
             self.load_history(tail)
         self.push_screen(LiveScreen(tail))
+
+    def browse_runs(self) -> None:
+        from app.screens.runs import RunsScreen
+
+        self.push_screen(RunsScreen())
 
     @work(thread=True, exit_on_error=False, group="poll")
     def poll_runs(self) -> None:
@@ -143,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="another directory of TOML configs to offer besides the presets (repeatable)")
     p.add_argument("--runs-root", help="where runs live (default: $GIGAGPT_RUNS or ./runs)")
     p.add_argument("--run", metavar="RUN", help="open this run's live screen at once")
+    p.add_argument("--browse", action="store_true", help="open the runs screen (browse, compare, export) at once")
     p.add_argument("--refresh", type=float, default=1.0, metavar="SECONDS",
                    help="how often to read runs and redraw (default: 1)")
     p.add_argument("--no-probe", action="store_true", help="offer only the CPU (skip the torch device probe)")
@@ -153,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.refresh <= 0:
         p.error("--refresh must be > 0")
     app = DashApp(Path(args.runs_root) if args.runs_root else runs_root(), [Path(d) for d in args.configs],
-                  refresh=args.refresh, probe=not args.no_probe, open_run=args.run)
+                  refresh=args.refresh, probe=not args.no_probe, open_run=args.run,
+                  browse=args.browse)
     app.run()
     return app.return_code or 0

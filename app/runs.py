@@ -318,19 +318,6 @@ class RunTail:
         return True
 
 
-# ---------------------------------------------------------------------------- the runs root
-
-def list_run_dirs(root: Path) -> list[Path]:
-    """Directories under the runs root that look like runs (a meta.json or a train.log)."""
-    try:
-        entries = list(os.scandir(root))
-    except FileNotFoundError:
-        return []
-    return [Path(e.path) for e in entries if e.is_dir() and not e.name.startswith(".")
-            and (os.path.exists(os.path.join(e.path, "meta.json"))
-                 or os.path.exists(os.path.join(e.path, "train.log")))]
-
-
 # ---------------------------------------------------------------------------- chart math
 
 def _ema_block(x: np.ndarray, weight: float, acc: float, t: int) -> tuple[np.ndarray, float, int]:

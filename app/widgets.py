@@ -1,4 +1,4 @@
-"""Widgets of the live screen: three charts of one run and its header line."""
+"""Charts: three of one run (the live screen) and the runs overlaid (the compare screen)."""
 from __future__ import annotations
 
 import math
@@ -48,21 +48,15 @@ def byte_unit(peak: float) -> tuple[float, str]:
     return 2**10, "KiB"
 
 
-class RunChart(PlotextPlot):
-    """A chart of one run. The figure is rebuilt inside render(): plotext's log scale breaks if a
+class MatrixPlot(PlotextPlot):
+    """A plotext chart whose figure is rebuilt inside render(): plotext's log scale breaks if a
     figure is built twice without re-plotting (textual-notes.md), and a resize renders again.
+    Subclasses plot in `figure(plt)`, at most a few points per column (downsample)."""
 
-    The screen calls refresh() when the data or the view changed; render() copies what it needs
-    under the tail's lock and plots at most a few points per column (downsample).
-    """
-
-    TITLE = ""
-
-    def __init__(self, tail: RunTail, view: ChartView, **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.tail, self.view = tail, view
         self.points = 0  # how many points the last render plotted (the tests look at it)
-        self.render_seconds = 0.0  # CPU time spent drawing since LiveScreen last looked (it paces redraws)
+        self.render_seconds = 0.0  # CPU time spent drawing since the screen last looked (it paces redraws)
 
     def render_lines(self, crop):
         start = time.thread_time()  # the UI thread's time: plotext and Textual's own conversion
@@ -73,17 +67,7 @@ class RunChart(PlotextPlot):
     def render(self) -> Text:
         plt = self.plt
         plt.clear_figure()
-        plt.title(self.TITLE)
-        plt.xlabel(X_LABELS[self.view.x_axis])
-        buckets = max(10, self.size.width - 12)
-        with self.tail.lock:
-            series, generation = self.tail.series, self.tail.generation
-            train_n, evals_n = len(series.train), len(series.evals)
-            system_ram = list(self.tail.system_ram)
-        t0 = series.train.col("time")[0] if train_n else (system_ram[0][0] if system_ram else 0.0)
-        self.points = self.draw(plt, series, generation, buckets, t0, system_ram)
-        if not self.points:
-            plt.title(f"{self.TITLE}: no data yet")
+        self.points = self.figure(plt)
         # What PlotextPlot.render does, minus plotext's ANSI string and rich's parsing of it
         # (two thirds of the time on a big chart): read plotext's cell matrix directly.
         plt.plotsize(self.size.width, self.size.height)
@@ -93,7 +77,7 @@ class RunChart(PlotextPlot):
         plt._build_matrix()
         return matrix_text(plt.monitor.matrix)
 
-    def draw(self, plt, series, generation, buckets: int, t0: float, system_ram) -> int:
+    def figure(self, plt) -> int:
         raise NotImplementedError
 
     @staticmethod
@@ -105,6 +89,34 @@ class RunChart(PlotextPlot):
             else:
                 plt.plot(x.tolist(), y.tolist(), marker="braille", **kwargs)
         return len(x)
+
+
+class RunChart(MatrixPlot):
+    """A chart of one run. The screen calls refresh() when the data or the view changed; render()
+    copies what it needs under the tail's lock."""
+
+    TITLE = ""
+
+    def __init__(self, tail: RunTail, view: ChartView, **kwargs):
+        super().__init__(**kwargs)
+        self.tail, self.view = tail, view
+
+    def figure(self, plt) -> int:
+        plt.title(self.TITLE)
+        plt.xlabel(X_LABELS[self.view.x_axis])
+        buckets = max(10, self.size.width - 12)
+        with self.tail.lock:
+            series, generation = self.tail.series, self.tail.generation
+            train_n = len(series.train)
+            system_ram = list(self.tail.system_ram)
+        t0 = series.train.col("time")[0] if train_n else (system_ram[0][0] if system_ram else 0.0)
+        points = self.draw(plt, series, generation, buckets, t0, system_ram)
+        if not points:
+            plt.title(f"{self.TITLE}: no data yet")
+        return points
+
+    def draw(self, plt, series, generation, buckets: int, t0: float, system_ram) -> int:
+        raise NotImplementedError
 
 
 class LossChart(RunChart):
@@ -168,6 +180,63 @@ class MemoryChart(RunChart):
         plt.ylim(0, 1.1 * peak / div)  # from zero: a flat RSS should look flat, not like a cliff
         return sum(self.line(plt, *downsample(xs, y / div, buckets, keep_extremes=False), color=color, label=label)
                    for xs, y, label, color in lines)
+
+
+# One colour per compared run: plotext's name, and rich's name for the same colour in the table.
+RUN_COLORS = (("cyan", "cyan"), ("orange", "dark_orange"), ("green", "green"), ("magenta", "magenta"),
+              ("blue", "dodger_blue1"), ("red", "red"), ("yellow", "yellow"), ("white", "white"))
+SHOW_CURVES = ("train+val", "train", "val")
+
+
+class CompareChart(MatrixPlot):
+    """Loss of several runs overlaid: each run's smoothed train loss as a line and its val loss as
+    points, in the run's colour, on the x axis and smoothing of the ChartView."""
+
+    def __init__(self, view: ChartView, **kwargs):
+        super().__init__(**kwargs)
+        self.view = view
+        self.curves: list[tuple[str, dict]] = []  # (label, runs.load_curves output) per run
+        self.show_curves = "train+val"
+        self._smoothers: list[Smoother] = []
+
+    def set_curves(self, curves: list[tuple[str, dict]]) -> None:
+        self.curves = curves
+        self._smoothers = [Smoother(self.view.smoothing) for _ in curves]
+        self.refresh()
+
+    def figure(self, plt) -> int:
+        plt.xlabel(X_LABELS[self.view.x_axis])
+        buckets = max(10, (self.size.width - 12) // 2)  # several runs share the width
+        points = 0
+        for i, (label, curves) in enumerate(self.curves):
+            color = RUN_COLORS[i % len(RUN_COLORS)][0]
+            train, evals = curves["train"], curves["eval"]
+            if not len(train["step"]):
+                continue
+            x = self.x_of(train)
+            if self.show_curves != "val":
+                smoother = self._smoothers[i]
+                smoother.weight = self.view.smoothing
+                y = smoother.update(train["loss"], 0)[:len(x)]
+                points += self.line(plt, *downsample(x, y, buckets, keep_extremes=False), color=color, label=label)
+            if self.show_curves != "train" and len(evals["step"]):
+                vx = np.interp(evals["step"], train["step"], x)
+                vx, vy = downsample(vx, evals["val_loss"], buckets, keep_extremes=False)
+                if self.show_curves == "val":
+                    points += self.line(plt, vx, vy, color=color, label=f"{label} val")
+                else:
+                    points += self.line(plt, vx, vy, scatter=True, color=color)
+        if points and self.view.log_y:
+            plt.yscale("log")
+        what = {"train+val": "loss (lines) and val loss (points)", "train": "loss", "val": "val loss"}[self.show_curves]
+        plt.title(f"{what} · smoothing {self.view.smoothing:g}" + (" · log-y" if self.view.log_y else "")
+                  if points else "no metrics yet")
+        return points
+
+    def x_of(self, train: dict) -> np.ndarray:
+        if self.view.x_axis == "time":
+            return (train["time"] - train["time"][0]) / 60.0
+        return train[self.view.x_axis]
 
 
 _styles: dict[tuple, Style] = {}

@@ -1,15 +1,17 @@
-"""Modal screens: the `?` key help and a yes/no question."""
+"""Modal screens: the `?` key help, a yes/no question and a one-line question."""
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Input, Static
 
 
 def describe_key(key: str) -> str:
-    names = {"question_mark": "?", "plus": "+", "minus": "-", "escape": "esc", "enter": "enter"}
+    names = {"question_mark": "?", "plus": "+", "minus": "-", "escape": "esc", "enter": "enter",
+             "space": "space", "slash": "/", "equals_sign": "="}
     return ", ".join(names.get(k, k.replace("ctrl+", "^")) for k in key.split(","))
 
 
@@ -57,3 +59,38 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+class AskScreen(ModalScreen):
+    """One line of text asked for (a name, tags, a step count, a path). Enter answers; esc
+    cancels (dismisses with None). `check` turns the text into the answer or raises ValueError
+    with a message shown under the box, so a bad answer is refused in place."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, question: str, value: str = "", check=None, placeholder: str = ""):
+        super().__init__()
+        self.title_text, self.question, self.value = title, question, value
+        self.check = check or (lambda text: text)
+        self.placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="ask", classes="dialog"):
+            yield Static(self.question)
+            yield Input(self.value, id="ask-input", placeholder=self.placeholder)
+            yield Static(id="ask-error")
+            yield Static("[dim]enter: ok · esc: cancel[/dim]")
+
+    def on_mount(self) -> None:
+        self.query_one("#ask").border_title = self.title_text
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        try:
+            answer = self.check(event.value)
+        except ValueError as e:
+            self.query_one("#ask-error", Static).update(Text(str(e), style="bold red"))
+            return
+        self.dismiss(answer)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

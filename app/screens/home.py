@@ -27,12 +27,14 @@ def field_id(key: str) -> str:
 class HomeScreen(Screen):
     HELP = ("Pick a preset (the form takes its values), edit the form, launch with ctrl+r;\n"
             "tab moves through the form, esc leaves it. Enter on a run opens it.\n"
+            "b browses every run: sort, filter, compare, resume, sample, export, delete.\n"
             "Memory is per device, no sharding: fp32 weights, grads, AdamW states, activations.\n"
             "Runs keep going when the dashboard quits; it re-attaches to them when it starts.")
     BINDINGS = [
         Binding("ctrl+r", "launch", "Launch", priority=True),
         Binding("p", "focus_table('presets')", "Presets"),
-        Binding("r", "focus_table('runs')", "Runs"),
+        Binding("r", "focus_table('runs')", "Recent runs"),
+        Binding("b", "browse", "Browse runs"),
         Binding("q", "app.quit", "Quit"),
         Binding("question_mark", "app.help", "Help"),
         Binding("escape", "focus_table('presets')", "Leave form", show=False),
@@ -225,6 +227,9 @@ class HomeScreen(Screen):
 
     def action_focus_table(self, table_id: str) -> None:
         self.query_one(f"#{table_id}").focus()
+
+    def action_browse(self) -> None:
+        self.app.browse_runs()
 
     def action_launch(self) -> None:
         checked = self.check_form()

@@ -1,0 +1,111 @@
+"""The compare screen: 2-8 runs' loss curves overlaid, and the config keys that differ."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from app.widgets import RUN_COLORS, SHOW_CURVES, ChartView, CompareChart
+from gigagpt import runs
+
+LABEL_WIDTH = 18
+
+
+def short(name: str, width: int = LABEL_WIDTH) -> str:
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
+class CompareScreen(Screen):
+    HELP = ("Each run in its own colour: smoothed train loss (lines), val loss (points).\n"
+            "Smoothing is the debiased EMA of the live screen. The table lists each run's\n"
+            "results, then every config key whose value differs between the runs.")
+    BINDINGS = [
+        Binding("l", "log_y", "Log-y"),
+        Binding("plus,equals_sign", "smoothing(True)", "Smooth+"),
+        Binding("minus", "smoothing(False)", "Smooth-"),
+        Binding("x", "x_axis", "X axis"),
+        Binding("v", "curves", "Train/val"),
+        Binding("q,escape", "back", "Back"),
+        Binding("question_mark", "app.help", "Help"),
+    ]
+
+    def __init__(self, run_dirs: list[Path], names: list[str]):
+        super().__init__()
+        self.run_dirs, self.names = list(run_dirs), list(names)
+        self.view = ChartView()
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="compare-header")
+        yield CompareChart(self.view, id="compare-chart")
+        yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#compare-table").border_title = "Results and config keys that differ"
+        self.query_one("#compare-header", Static).update(self.header("loading the runs' metrics…"))
+        self.load()
+
+    @work(thread=True, exit_on_error=False, group="compare")
+    def load(self) -> None:
+        curves = [runs.load_curves(d) for d in self.run_dirs]
+        summaries = [runs.run_summary(d) for d in self.run_dirs]
+        diff = runs.config_diff(self.run_dirs)
+        self.app.call_from_thread(self.loaded, curves, summaries, diff)
+
+    def loaded(self, curves, summaries, diff) -> None:
+        labels = [short(n) for n in self.names]
+        self.query_one(CompareChart).set_curves(list(zip(labels, curves)))
+        table = self.query_one("#compare-table", DataTable)
+        table.add_column("", key="key")
+        for i, label in enumerate(labels):
+            table.add_column(Text(label, style=f"bold {RUN_COLORS[i % len(RUN_COLORS)][1]}"), key=str(i))
+        results = [("status", lambda r: r["status"]), ("step", runs.fmt_step),
+                   ("tokens", lambda r: runs.human_count(r["tokens"])), ("loss", lambda r: runs.fmt_loss(r["loss"])),
+                   ("best val", lambda r: runs.fmt_loss(r["best_val"])),
+                   ("tok/s", lambda r: runs.human_count(r["tok_s"])), ("device", lambda r: r["device"] or "–")]
+        for name, cell in results:
+            table.add_row(Text(name, style="bold"), *[cell(s) for s in summaries])
+        for key, values in diff:
+            table.add_row(key, *["–" if v is None else json.dumps(v) for v in values])
+        if not diff:
+            table.add_row(Text("config", style="dim"), *["same" for _ in summaries])
+        self.query_one("#compare-header", Static).update(self.header(
+            f"{len(diff)} config key(s) differ" if diff else "same config"))
+
+    def header(self, note: str) -> Text:
+        parts = [Text(" compare ", style="bold reverse")]
+        for i, name in enumerate(self.names):
+            parts.append(Text(f" ■ {short(name)}", style=RUN_COLORS[i % len(RUN_COLORS)][1]))
+        parts.append(Text(f"   {note}", style="dim"))
+        return Text.assemble(*parts)
+
+    # -- keys
+
+    def view_changed(self) -> None:
+        self.query_one(CompareChart).refresh()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_log_y(self) -> None:
+        self.view.log_y = not self.view.log_y
+        self.view_changed()
+
+    def action_smoothing(self, up: bool) -> None:
+        self.view.smoother(up)
+        self.view_changed()
+
+    def action_x_axis(self) -> None:
+        self.view.next_x_axis()
+        self.view_changed()
+
+    def action_curves(self) -> None:
+        chart = self.query_one(CompareChart)
+        chart.show_curves = SHOW_CURVES[(SHOW_CURVES.index(chart.show_curves) + 1) % len(SHOW_CURVES)]
+        self.view_changed()

@@ -1,0 +1,135 @@
+"""The sample modal: text from a run's latest checkpoint, by `gigagpt sample` in a subprocess."""
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from app import launch
+
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+# field id -> (label, default, how to read it, what is allowed)
+FIELDS = {
+    "temperature": ("temperature", "0.8", float, lambda v: v > 0, "a number > 0"),
+    "top-k": ("top-k", "200", int, lambda v: v >= 1, "an integer >= 1"),
+    "max-new-tokens": ("new tokens", "200", int, lambda v: 1 <= v <= 100_000, "an integer from 1 to 100000"),
+}
+
+
+class SampleScreen(ModalScreen):
+    """Prompt, temperature, top-k, length; ctrl+r (or enter) generates, esc cancels a generation
+    in progress (it kills the subprocess) or closes."""
+
+    BINDINGS = [Binding("ctrl+r", "generate", "Generate", priority=True),
+                Binding("escape", "cancel", "Cancel / close")]
+
+    def __init__(self, run_dir: Path, title: str):
+        super().__init__()
+        self.run_dir, self.title_text = Path(run_dir), title
+        self.proc = None
+        self.started = 0.0
+        self.spin = itertools.cycle(SPINNER)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="sample", classes="dialog"):
+            with Horizontal(classes="field"):
+                yield Label("prompt", classes="field-label")
+                yield Input(id="s-prompt", placeholder="text to continue (empty: a new document)", compact=True)
+            with Horizontal(id="sample-knobs"):
+                for key, (label, default, *_rest) in FIELDS.items():
+                    yield Label(label, classes="knob-label")
+                    yield Input(default, id=f"s-{key}", compact=True, classes="knob")
+                yield Button("Generate ^r", id="generate", variant="primary", compact=True)
+            yield Static(id="sample-status")
+            with VerticalScroll(id="sample-output-box"):
+                yield Static(id="sample-output")
+            yield Static("[dim]ctrl+r / enter: generate · esc: cancel, then close[/dim]")
+
+    def on_mount(self) -> None:
+        self.query_one("#sample").border_title = f"Sample from {self.title_text}"
+        self.query_one("#s-prompt").focus()
+        self.set_interval(0.2, self.tick)
+
+    def values(self) -> dict:
+        out = {}
+        for key, (label, _default, parse, ok, allowed) in FIELDS.items():
+            text = self.query_one(f"#s-{key}", Input).value.strip()
+            try:
+                value = parse(text)
+            except ValueError:
+                value = None
+            if value is None or not ok(value):
+                raise ValueError(f"{label} = {text!r}: must be {allowed}")
+            out[key.replace("-", "_")] = value
+        return out
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_generate()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "generate":
+            self.action_generate()
+
+    def action_generate(self) -> None:
+        if self.proc is not None:
+            self.notify("already generating; esc cancels", severity="warning")
+            return
+        status = self.query_one("#sample-status", Static)
+        try:
+            values = self.values()
+        except ValueError as e:
+            status.update(Text(str(e), style="bold red"))
+            return
+        self.query_one("#sample-output", Static).update("")
+        self.started = time.monotonic()
+        self.proc = launch.start_sample(self.run_dir, self.query_one("#s-prompt", Input).value, **values)
+        self.follow(self.proc)
+
+    @work(thread=True, exit_on_error=False, group="sample")
+    def follow(self, proc) -> None:
+        out, err = proc.communicate()  # sample prints each text when it is done; nothing streams
+        self.app.call_from_thread(self.finished, proc, out.decode("utf-8", "replace"),
+                                  err.decode("utf-8", "replace"))
+
+    def finished(self, proc, out: str, err: str) -> None:
+        if proc is not self.proc:
+            return  # cancelled meanwhile
+        self.proc = None
+        seconds = time.monotonic() - self.started
+        status = self.query_one("#sample-status", Static)
+        if proc.returncode == 0:
+            status.update(Text(f"done in {seconds:.1f} s", style="green"))
+            self.query_one("#sample-output", Static).update(Text(out.rstrip()))
+        else:
+            # The CLI's one-line error, not a traceback: `gigagpt: error: ...` is its last line.
+            lines = [line for line in err.strip().splitlines() if line.strip()]
+            reason = next((line for line in reversed(lines) if line.startswith("gigagpt: error:")), None)
+            reason = reason or (lines[-1] if lines else f"exit status {proc.returncode}")
+            status.update(Text(f"sampling failed: {reason.removeprefix('gigagpt: error: ')}", style="bold red"))
+
+    def tick(self) -> None:
+        if self.proc is not None:
+            seconds = time.monotonic() - self.started
+            self.query_one("#sample-status", Static).update(Text(
+                f"{next(self.spin)} gigagpt sample: loading torch and the checkpoint, then generating… "
+                f"{seconds:.0f} s (esc cancels)", style="yellow"))
+
+    def action_cancel(self) -> None:
+        if self.proc is not None:
+            proc, self.proc = self.proc, None
+            launch.cancel(proc)
+            self.query_one("#sample-status", Static).update(Text("cancelled", style="yellow"))
+            return
+        self.dismiss(None)
+
+    def on_unmount(self) -> None:
+        if self.proc is not None:
+            launch.cancel(self.proc)
