@@ -46,7 +46,7 @@ def passthrough(args) -> list[str]:
 
 def cmd_train(args) -> int:
     path = resolve_config(args.config)
-    cfg = load_config(path, args.set)
+    cfg = load_config(path, args.set + ([f"train.backend={args.backend}"] if args.backend else []))
     if args.stop_at is not None and args.stop_at <= 0:
         raise ConfigError(f"--stop-at {args.stop_at}: must be > 0")
     if args.nproc < 1:
@@ -63,6 +63,9 @@ def cmd_train(args) -> int:
     else:
         root = Path(args.runs_root) if args.runs_root else runs_root()
         run_dir = root / rundir.new_run_id(root, rundir.check_run_id(args.name or path.stem))
+    if cfg.train.backend == "cerebras":
+        return launch_cerebras(cfg, ["train", str(path), "--run-dir", str(run_dir), "--preset", path.stem,
+                                     *cerebras_args(args)])
     if args.nproc > 1:
         from gigagpt.dist import check_world
 
@@ -97,10 +100,51 @@ def cmd_resume(args) -> int:
     if status == "completed" and cfg.train.max_steps <= meta.get("step", 0):
         raise ConfigError(f"run {run_dir}: completed at step {meta.get('step')}; to train on, pass "
                           f"--set train.max_steps=N with N > {meta.get('step')}")
+    if cfg.train.backend == "cerebras":
+        return launch_cerebras(cfg, ["resume", str(run_dir), *cerebras_args(args)])
     from gigagpt.train import pick_device, train
 
     pick_device(args.device)
     return train(cfg, run_dir, args.device, resume=True, stop_at=args.stop_at, argv=sys.argv)
+
+
+# ---------------------------------------------------------------------------- the Cerebras backend
+# Its SDK lives in its own environment (torch 2.4): these commands run `python -m gigagpt.cerebras`
+# with that environment's interpreter (settings file [python] cerebras; `gigagpt env cerebras`).
+
+def cerebras_args(args) -> list[str]:
+    if getattr(args, "nproc", None) not in (None, 1):
+        raise ConfigError(f"--nproc {args.nproc}: the Cerebras backend runs one process; "
+                          "use --set cerebras.num_systems=N for more CS systems")
+    out = [x for kv in args.set for x in ("--set", kv)]
+    return out + (["--stop-at", str(args.stop_at)] if getattr(args, "stop_at", None) else [])
+
+
+def launch_cerebras(cfg, argv: list[str]) -> int:
+    """Replace this process (same pid: signals and the dashboard see the trainer) with the SDK's
+    Python running gigagpt.cerebras. A missing cluster setting is reported here, before the SDK starts."""
+    from gigagpt.config import REPO, cerebras_python, check_cluster
+
+    if cfg is not None:
+        check_cluster(cfg)
+    python = str(cerebras_python())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(python, [python, "-m", "gigagpt.cerebras", *argv], env)
+
+
+def cmd_check_csx(args) -> int:
+    path = resolve_config(args.config)
+    load_config(path, args.set, check_data=False)  # config errors in a second, before the SDK starts
+    return launch_cerebras(None, ["check", str(path), "--preset", path.stem, *cerebras_args(args)])
+
+
+def cmd_env(args) -> int:
+    from gigagpt.config import CEREBRAS_ENV, REPO
+
+    script = REPO / "scripts" / "cerebras-env.sh"
+    return os.spawnv(os.P_WAIT, "/bin/bash", ["bash", str(script), str(args.path or CEREBRAS_ENV)])
 
 
 def cmd_sample(args) -> int:
@@ -179,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="checkpoint and stop (status 'stopped', resumable) after this step")
         q.add_argument("--nproc", type=int, default=None if q.prog.endswith("resume") else 1, metavar="N",
                        help="processes on this node, through torchrun (resume: as many as the run had)")
+        if q.prog.endswith("train"):
+            q.add_argument("--backend", choices=["torch", "cerebras"],
+                           help="override train.backend: cerebras runs the Cerebras PyTorch SDK ([cerebras])")
 
     q = sub.add_parser("train", help="train a model from a config")
     q.add_argument("config", help="a TOML config path or a preset name (tiny, nano, 124m, 111m, ...)")
@@ -225,6 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     from gigagpt.runs import add_runs_parser  # no torch: list, show, stop, export, rm, rename, tag
 
     add_runs_parser(sub)
+
+    q = sub.add_parser("check-csx", help="trace and lower a config for Cerebras CSX (no cluster needed)")
+    q.add_argument("config", help="a TOML config path or a preset name")
+    q.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    q.set_defaults(func=cmd_check_csx)
+
+    q = sub.add_parser("env", help="build the Python environment of a backend (cerebras: ~6 GB, minutes)")
+    q.add_argument("backend", choices=["cerebras"])
+    q.add_argument("--path", help="where (default: .venv-cerebras in the repository)")
+    q.set_defaults(func=cmd_env)
 
     q = sub.add_parser("dash", help="open the dashboard")
     q.add_argument("rest", nargs=argparse.REMAINDER)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -57,6 +58,7 @@ class TrainConfig:
     eval_steps: int = 20
     checkpoint_interval: int = 500
     keep_checkpoints: int = 2
+    backend: str = "torch"  # "torch", or "cerebras": the Cerebras PyTorch SDK (see [cerebras])
 
 
 @dataclass
@@ -65,15 +67,33 @@ class DataConfig:
 
 
 @dataclass
+class CerebrasConfig:
+    """train.backend = "cerebras": where the SDK runs. Keys not in a config come from the settings
+    file's [cerebras] table (gigagpt.toml: your cluster, set once)."""
+    target: str = "CSX"  # "CSX" (a Cerebras cluster) or "CPU" (the SDK on this machine, no cluster)
+    num_systems: int = 1  # CS systems (data parallel; the same code on 1 or many)
+    mgmt_address: str = ""  # the cluster's management server "host:port"; "" = use cluster_config
+    mgmt_namespace: str = ""
+    credentials_path: str = ""  # the cluster's TLS certificate (with mgmt_address)
+    cluster_config: str = "/opt/cerebras/config_v2"  # the cluster's own config file (usernode install)
+    mount_dirs: list[str] = field(default_factory=list)  # mounted on the cluster's workers (+ dataset, repo)
+    python_paths: list[str] = field(default_factory=list)  # PYTHONPATH on the workers (+ this repo)
+    validate_only: bool = False  # trace and lower for CSX, no cluster (what `gigagpt check-csx` does)
+    compile_only: bool = False  # compile on the cluster, do not train
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    cerebras: CerebrasConfig = field(default_factory=CerebrasConfig)
 
 
-SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
+SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig, "cerebras": CerebrasConfig}
 CHOICES = {("model", "attention"): ("sdpa", "math"), ("train", "dtype"): ("bfloat16", "float32"),
-           ("train", "parallel"): ("auto", "ddp", "fsdp")}
+           ("train", "parallel"): ("auto", "ddp", "fsdp"), ("train", "backend"): ("torch", "cerebras"),
+           ("cerebras", "target"): ("CSX", "CPU")}
 
 
 def data_root() -> Path:
@@ -94,7 +114,8 @@ def cache_dir() -> Path:
 
 
 def _type_name(t) -> str:
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[t]
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            list: "a list of strings"}[t]
 
 
 def _check_type(where: str, key: str, value, t):
@@ -104,6 +125,7 @@ def _check_type(where: str, key: str, value, t):
         or (t is int and isinstance(value, int) and not isinstance(value, bool))
         or (t is float and isinstance(value, (int, float)) and not isinstance(value, bool))
         or (t is str and isinstance(value, str))
+        or (t is list and isinstance(value, list) and all(isinstance(v, str) for v in value))
     )
     if not ok:
         raise ConfigError(f"{where}: {key} = {value!r}: must be {_type_name(t)}")
@@ -111,7 +133,7 @@ def _check_type(where: str, key: str, value, t):
 
 
 def _field_types(cls) -> dict:
-    hints = {"int": int, "float": float, "bool": bool, "str": str}
+    hints = {"int": int, "float": float, "bool": bool, "str": str, "list[str]": list}
     return {f.name: hints[f.type] if isinstance(f.type, str) else f.type for f in fields(cls)}
 
 
@@ -153,6 +175,8 @@ def parse_override(text: str, source: str = "--set") -> tuple[str, str, object]:
             value = int(raw.replace("_", ""))
         elif t is float:
             value = float(raw)
+        elif t is list:  # --set cerebras.mount_dirs=/data,/scratch
+            value = [v.strip() for v in raw.split(",") if v.strip()]
         else:
             value = raw
     except ValueError:
@@ -163,7 +187,7 @@ def parse_override(text: str, source: str = "--set") -> tuple[str, str, object]:
 def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") -> Config:
     cfg = dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model), train=dataclasses.replace(cfg.train),
-        data=dataclasses.replace(cfg.data),
+        data=dataclasses.replace(cfg.data), cerebras=dataclasses.replace(cfg.cerebras),
     )
     for text in overrides or []:
         section, key, value = parse_override(text, source)
@@ -180,9 +204,80 @@ def load_config(path, overrides: list[str] | None = None, check_data: bool = Tru
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    raw = {**raw, "cerebras": {**settings().get("cerebras", {}), **raw.get("cerebras", {})}}
     cfg = apply_overrides(from_dict(raw, str(path)), overrides or [])
     validate(cfg, str(path), check_data=check_data)
     return cfg
+
+
+# ---------------------------------------------------------------------------- settings (this machine)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def settings_path() -> Path | None:
+    """The settings file: $GIGAGPT_SETTINGS, else ./gigagpt.toml, else the user config dir's."""
+    if os.environ.get("GIGAGPT_SETTINGS"):
+        return Path(os.environ["GIGAGPT_SETTINGS"])
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    for p in (Path("gigagpt.toml"), Path(base) / "gigagpt" / "gigagpt.toml"):
+        if p.is_file():
+            return p
+    return None
+
+
+def settings() -> dict:
+    """This machine's settings (TOML), {} without a file:
+    [python] cerebras = "/path/to/python"  (the interpreter of the Cerebras SDK's environment)
+    [cerebras] mgmt_address = "...", ...   (defaults for every config's [cerebras] section)"""
+    path = settings_path()
+    if path is None:
+        return {}
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: settings file not readable as TOML: {e}") from None
+    for key, value in raw.items():
+        if key not in ("python", "cerebras") or not isinstance(value, dict):
+            raise ConfigError(f"{path}: {key}: unknown; the settings file has [python] and [cerebras] tables")
+    from_dict({"cerebras": raw.get("cerebras", {})}, str(path))  # same keys and types as a config's
+    return raw
+
+
+CEREBRAS_ENV = REPO / ".venv-cerebras"  # where scripts/cerebras-env.sh builds the SDK's environment
+
+
+def cerebras_python() -> Path:
+    """The Python of the Cerebras SDK's environment: settings [python] cerebras, else the default."""
+    named = settings().get("python", {}).get("cerebras")
+    python = Path(named).expanduser() if named else CEREBRAS_ENV / "bin" / "python"
+    if not os.access(python, os.X_OK):
+        where = f"{settings_path()}: [python] cerebras = {named!r}" if named else f"{python}"
+        raise ConfigError(f"no Python for the Cerebras backend at {where}; build its environment with "
+                          f"`gigagpt env cerebras` (scripts/cerebras-env.sh, ~6 GB), or name one in "
+                          f"gigagpt.toml: [python] cerebras = \"/path/to/bin/python\"")
+    return python
+
+
+def check_cluster(cfg: Config) -> None:
+    """Raise ConfigError naming the missing setting when a Cerebras run needs a cluster it lacks.
+
+    Runs before anything slow (the SDK's own error comes only after its start-up and a compile)."""
+    c = cfg.cerebras
+    if cfg.train.backend != "cerebras" or c.target != "CSX" or c.validate_only:
+        return
+    for key in ("mount_dirs", "python_paths"):
+        for d in getattr(c, key):
+            if not Path(d).exists():
+                raise ConfigError(f"cerebras.{key}: {d!r} does not exist on this machine")
+    if c.credentials_path and not Path(c.credentials_path).is_file():
+        raise ConfigError(f"cerebras.credentials_path = {c.credentials_path!r}: no such file")
+    if not c.mgmt_address and not Path(c.cluster_config).is_file():
+        raise ConfigError(
+            f"no Cerebras cluster configured: cerebras.mgmt_address is not set and the cluster config file "
+            f"cerebras.cluster_config = {c.cluster_config!r} does not exist. Set [cerebras] mgmt_address = "
+            f"\"host:port\" (and credentials_path) in the config or in the settings file gigagpt.toml, "
+            f"or check the model without a cluster: `gigagpt check-csx CONFIG`")
 
 
 def validate(cfg: Config, source: str = "<config>", check_data: bool = True) -> None:
@@ -218,6 +313,14 @@ def validate(cfg: Config, source: str = "<config>", check_data: bool = True) -> 
             bad(f"train.{key}", getattr(t, key), "must be in [0, 1)")
     if t.eps <= 0:
         bad("train.eps", t.eps, "must be > 0")
+    c = cfg.cerebras
+    if c.num_systems <= 0:
+        bad("cerebras.num_systems", c.num_systems, "must be > 0")
+    if c.mgmt_address and not re.fullmatch(r"[^\s:]+:[0-9]+", c.mgmt_address):
+        bad("cerebras.mgmt_address", c.mgmt_address, 'must be "host:port"')
+    if t.backend == "cerebras" and t.batch_size * t.grad_accum % c.num_systems:
+        bad("train.batch_size", t.batch_size, f"times train.grad_accum = {t.grad_accum} must be divisible by "
+            f"cerebras.num_systems = {c.num_systems} (each system streams an equal share)")
     for (section, key), allowed in CHOICES.items():
         value = getattr(getattr(cfg, section), key)
         if value not in allowed:
@@ -271,15 +374,15 @@ def to_dict(cfg: Config) -> dict:
 
 
 def to_toml(cfg: Config) -> str:
-    """The fully resolved config as TOML (only str/int/float/bool values, so no library needed)."""
+    """The fully resolved config as TOML (str/int/float/bool values and lists of str: no library needed)."""
     out = []
     for section, values in to_dict(cfg).items():
         out.append(f"[{section}]")
         for key, value in values.items():
             if isinstance(value, bool):
                 text = "true" if value else "false"
-            elif isinstance(value, str):
-                text = json.dumps(value)  # a JSON string is a valid TOML basic string
+            elif isinstance(value, (str, list)):
+                text = json.dumps(value)  # JSON strings and lists of strings are valid TOML
             else:
                 text = repr(value)
             out.append(f"{key} = {text}")

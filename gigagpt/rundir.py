@@ -250,9 +250,10 @@ def load_metrics(run_dir: Path) -> list[dict]:
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first: step_*.pt files (one process or DDP) and step_*.dcp
-    directories (sharded). Temp names of an interrupted write start with '.' and are ignored."""
-    found = [*Path(run_dir, "checkpoints").glob("step_*.pt"), *Path(run_dir, "checkpoints").glob("step_*.dcp")]
+    """Complete checkpoints, oldest first: step_*.pt files (one process or DDP), step_*.dcp
+    directories (sharded) and step_*.mdl files (cstorch.save, the Cerebras backend). Temp names of
+    an interrupted write start with '.' and are ignored."""
+    found = [p for kind in ("pt", "dcp", "mdl") for p in Path(run_dir, "checkpoints").glob(f"step_*.{kind}")]
     return sorted(found, key=lambda p: p.name)
 
 

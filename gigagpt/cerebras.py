@@ -1,0 +1,421 @@
+"""The Cerebras backend: train (and check) the same GPT through the Cerebras PyTorch SDK.
+
+Runs in the SDK's own environment (CPython 3.11, torch 2.4, `gigagpt env cerebras`): `gigagpt train`
+with train.backend = "cerebras" and `gigagpt check-csx` start `python -m gigagpt.cerebras ...` with
+that environment's interpreter. Writes the same run directory as gigagpt/train.py (docs/run-format.md);
+checkpoints are cstorch.save files, checkpoints/step_%08d.mdl.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from contextlib import nullcontext
+from pathlib import Path
+
+# The SDK lowers through its own executables (torch-cirh-opt) in the environment's bin/.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+import psutil  # noqa: E402
+import torch  # noqa: E402
+
+import gigagpt  # noqa: E402
+from gigagpt import rundir  # noqa: E402
+from gigagpt.config import (REPO, Config, ConfigError, check_cluster, dataset_info, from_dict, load_config,  # noqa: E402
+                            to_dict, to_toml)
+from gigagpt.model import GPT  # noqa: E402
+from gigagpt.plan import flops_per_token, param_count, tokens_per_step  # noqa: E402
+from gigagpt.train import Meta, Tee, _same_file, draw_windows, load_windows, open_split  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------- data (runs on the workers)
+
+def train_batches(cfg_dict: dict, dataset: str, start: int, steps: int):
+    """The torch trainer's windows for steps start+1 .. start+steps: one generator seeded with
+    train.seed, fast-forwarded past `start` steps, so a resumed run continues the same data order.
+    On a cluster each streaming worker yields its system's share of every batch."""
+    import cerebras.pytorch.distributed as cdist
+
+    cfg = from_dict(cfg_dict)
+    t, data = cfg.train, open_split(Path(dataset), "train")
+    gen = torch.Generator().manual_seed(t.seed)
+    for _ in range(start):
+        draw_windows(data, cfg, t.grad_accum, gen)
+    for _ in range(steps):
+        starts = draw_windows(data, cfg, t.grad_accum, gen).reshape(-1)
+        if cdist.is_streamer():
+            n, r = cdist.num_streamers(), cdist.get_streaming_rank()
+            starts = starts[r * len(starts) // n:(r + 1) * len(starts) // n]
+        yield load_windows(data, starts, cfg.model.block_size, CPU)
+
+
+def eval_batches(cfg_dict: dict, dataset: str):
+    """The torch trainer's fixed validation batches (eval_steps of them, seed + 1)."""
+    cfg = from_dict(cfg_dict)
+    data = open_split(Path(dataset), "val")
+    gen = torch.Generator().manual_seed(cfg.train.seed + 1)
+    for starts in draw_windows(data, cfg, cfg.train.eval_steps, gen):
+        yield load_windows(data, starts, cfg.model.block_size, CPU)
+
+
+def zero_batches(cfg_dict: dict):
+    """check-csx: any tokens do for lowering; only the shapes matter."""
+    cfg = from_dict(cfg_dict)
+    x = torch.zeros(cfg.train.batch_size * cfg.train.grad_accum, cfg.model.block_size, dtype=torch.int64)
+    while True:
+        yield x, x
+
+
+# ---------------------------------------------------------------------------- model and optimizer
+
+def setup(cfg: Config, target: str, artifact_dir: str, **csx):
+    """Backend, model, compiled model, optimizer and LR schedule, as gigaGPT sets them up."""
+    import cerebras.pytorch as cstorch
+
+    t = cfg.train
+    backend = cstorch.backend(target, artifact_dir=artifact_dir, **csx)
+    if t.dtype == "bfloat16":
+        cstorch.amp.set_half_dtype("bfloat16")
+    torch.manual_seed(t.seed)
+    with backend.device:  # on CSX a lazy device: weights are traced, not allocated here
+        model = GPT(cfg.model)
+    compiled = cstorch.compile(model, backend)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    optimizer = cstorch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps)
+    # gigagpt.train.lr_at, in the SDK's schedulers (on CSX the schedule runs on the system)
+    lrs = cstorch.optim.lr_scheduler
+    cosine = lrs.CosineDecayLR(optimizer, initial_learning_rate=t.lr, end_learning_rate=t.min_lr_ratio * t.lr,
+                               total_iters=max(1, t.max_steps - 1 - t.warmup_steps))
+    if t.warmup_steps:
+        warm = lrs.LinearLR(optimizer, initial_learning_rate=t.lr / t.warmup_steps, end_learning_rate=t.lr,
+                            total_iters=max(1, t.warmup_steps - 1))
+        schedule = lrs.SequentialLR(optimizer, [warm, cosine], milestones=[t.warmup_steps])
+    else:
+        schedule = cosine
+    half = cstorch.amp.autocast if t.dtype == "bfloat16" else nullcontext
+
+    @cstorch.trace
+    def train_step(x, y):
+        lr = schedule.get_last_lr()[0]  # the rate this step uses
+        with half():
+            loss = compiled(x, y)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip > 0 else float("inf"))
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        return loss, norm, lr
+
+    @cstorch.trace
+    @torch.no_grad()
+    def eval_step(x, y):
+        with half():
+            return compiled(x, y)
+
+    return backend, model, optimizer, schedule, train_step, eval_step
+
+
+# ---------------------------------------------------------------------------- check-csx
+
+def check_csx(cfg: Config, name: str) -> int:
+    """Trace and lower one training step for CSX with validate_only: no cluster, no weights."""
+    import cerebras.pytorch as cstorch
+
+    m, t0 = cfg.model, time.time()
+    print(f"check-csx {name}: {param_count(m):,} parameters, batch {cfg.train.batch_size * cfg.train.grad_accum} "
+          f"x {m.block_size} tokens; tracing and lowering one training step for CSX (validate_only, no "
+          f"cluster) ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="gigagpt-check-csx-") as art:
+        try:
+            *_, train_step, _ = setup(cfg, "CSX", art, validate_only=True)
+            executor = cstorch.utils.data.DataExecutor(
+                cstorch.utils.data.DataLoader(zero_batches, to_dict(cfg)), num_steps=1)
+            for x, y in executor:
+                train_step(x, y)
+            lowered = list(Path(art).glob("executors/*/cirh.mlir"))
+            if not lowered:
+                raise RuntimeError("the SDK finished without writing the lowered program (cirh.mlir)")
+            size = lowered[0].stat().st_size
+        except Exception as e:  # noqa: BLE001 - the SDK's error is the answer: which op failed
+            print(f"check-csx {name}: FAILED after {time.time() - t0:.1f} s: {type(e).__name__}: "
+                  f"{first_lines(str(e))}", flush=True)
+            return 1
+    rss = psutil.Process().memory_info().rss
+    print(f"check-csx {name}: OK: lowered for CSX in {time.time() - t0:.1f} s ({size / 1e6:.1f} MB of "
+          f"Cerebras IR; peak RSS {peak_rss() / 2**30:.2f} GiB, now {rss / 2**30:.2f} GiB)", flush=True)
+    return 0
+
+
+def first_lines(text: str, n: int = 6) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n  ".join(lines[:n]) + ("\n  ..." if len(lines) > n else "")
+
+
+def peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# ---------------------------------------------------------------------------- the run
+
+def train(cfg: Config, run_dir: Path, resume: bool = False, stop_at: int | None = None,
+          argv: list[str] | None = None, preset: str = "") -> int:
+    """Train cfg through the SDK in run_dir (new, or resumed from its last checkpoint). Exit code."""
+    check_cluster(cfg)
+    c = cfg.cerebras
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "train.log"
+    if not _same_file(1, log_path):
+        log = open(log_path, "a", encoding="utf-8")
+        sys.stdout, sys.stderr = Tee(sys.stdout, log), Tee(sys.stderr, log)
+    old = rundir.read_meta(run_dir) if resume else {}
+    meta = Meta(run_dir / "meta.json", {
+        **old, "id": run_dir.name, "name": old.get("name", run_dir.name), "preset": old.get("preset", preset),
+        "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
+        "device": f"cerebras-{c.target.lower()}", "world_size": 1, "cerebras_systems": c.num_systems,
+        "command": argv or sys.argv, "created": old.get("created", time.time()), "failure": None,
+        "step": old.get("step", 0), "max_steps": cfg.train.max_steps, "params": param_count(cfg.model),
+        "tokens_per_step": tokens_per_step(cfg),
+        "versions": {"gigagpt": gigagpt.__version__, "torch": torch.__version__,
+                     "python": platform.python_version(), "cerebras_pytorch": sdk_version()},
+    })
+    (run_dir / "config.toml").write_text(to_toml(cfg))
+    meta.update()
+    threading.Thread(target=meta.beat_forever, daemon=True).start()
+    metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+    stop_signal = []
+
+    def on_signal(signum, frame):
+        if not stop_signal:
+            print(f"received {signal.Signals(signum).name}: stopping after this step (a Cerebras run "
+                  f"resumes from its last checkpoint)", flush=True)
+        stop_signal.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        status, reason = _train_loop(cfg, run_dir, resume, stop_at, meta, metrics, stop_signal)
+    except Exception as e:  # noqa: BLE001 - any crash becomes a 'failed' run with its reason
+        traceback.print_exc()
+        status, reason = "failed", f"{type(e).__name__}: {first_lines(str(e), 1)}"
+    meta.stop.set()
+    rundir.append_jsonl(metrics, {"kind": "event", "event": status, "step": meta.data["step"],
+                                  "time": time.time(), **({"reason": reason} if reason else {})})
+    meta.update(status=status, failure=reason)
+    print(f"run {run_dir.name}: {status}" + (f" ({reason})" if reason else ""), flush=True)
+    return 1 if status == "failed" else 0
+
+
+def sdk_version() -> str:
+    import cerebras.pytorch as cstorch
+
+    return cstorch.__version__
+
+
+def csx_options(cfg: Config, dataset: Path) -> dict:
+    """The backend's keyword arguments for a cluster: the [cerebras] section as the SDK takes it."""
+    import cerebras.pytorch as cstorch
+
+    c = cfg.cerebras
+    if c.target != "CSX":
+        return {}
+    if not c.mgmt_address:
+        os.environ.setdefault("CSCONFIG_PATH", c.cluster_config)
+    cluster = cstorch.distributed.ClusterConfig(
+        mgmt_address=c.mgmt_address or None, mgmt_namespace=c.mgmt_namespace or None,
+        credentials_path=c.credentials_path or None, num_csx=c.num_systems,
+        mount_dirs=sorted({*c.mount_dirs, str(dataset.resolve()), str(REPO)}),
+        python_paths=sorted({*c.python_paths, str(REPO)}))
+    return {"cluster_config": cluster, "validate_only": c.validate_only, "compile_only": c.compile_only}
+
+
+def checkpoint_schedule(start: int, end: int, t, final: bool):
+    """The executor's (0-based) checkpoint steps for global steps start+1 .. end."""
+    from cerebras.pytorch.utils.data.utils import Schedule
+
+    n, first = end - start, t.checkpoint_interval - start % t.checkpoint_interval - 1
+    if first < n:
+        return Schedule([Schedule.Range(start=first, end=n, step=t.checkpoint_interval, include_last=final)])
+    return Schedule([Schedule.Range(start=n - 1, end=n, step=1, include_last=True)] if final else [])
+
+
+def _train_loop(cfg, run_dir, resume, stop_at, meta, metrics, stop_signal):
+    import cerebras.pytorch as cstorch
+
+    t, m, c = cfg.train, cfg.model, cfg.cerebras
+    info = dataset_info(cfg.data.dataset)
+    backend, model, optimizer, schedule, train_step, eval_step = setup(
+        cfg, c.target, str(run_dir / "cerebras"), **csx_options(cfg, info["path"]))
+    step, tokens, best_val = 0, 0, None
+    ckpts = rundir.checkpoints(run_dir) if resume else []
+    if ckpts:
+        if ckpts[-1].suffix != ".mdl":
+            raise ValueError(f"{ckpts[-1]}: not a Cerebras checkpoint; resume it with train.backend = \"torch\"")
+        state = cstorch.load(str(ckpts[-1]))
+        if state["config"]["model"] != to_dict(cfg)["model"]:
+            raise ValueError(f"{ckpts[-1]}: the [model] section differs from the checkpoint's; "
+                             "a resumed run can change [train] keys only")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["lr_scheduler"])
+        step, tokens, best_val = state["step"], state["tokens"], state["best_val"]
+        print(f"resumed from {ckpts[-1].name} at step {step}", flush=True)
+    if resume:
+        rundir.append_jsonl(metrics, {"kind": "event", "event": "resume", "step": step, "time": time.time()})
+    step_tokens, n_params, device = tokens_per_step(cfg), param_count(m), f"cerebras-{c.target.lower()}"
+    rundir.append_jsonl(metrics, {
+        "kind": "event", "event": "start", "step": step, "time": time.time(), "params": n_params,
+        "flops_per_token": flops_per_token(m), "peak_flops": None, "device": device,
+        "world_size": 1, "cerebras_systems": c.num_systems, "parallel": "cerebras", "tokens_per_step": step_tokens,
+        "cerebras_pytorch": sdk_version(),
+    })
+    print(f"{n_params:,} parameters on {device} ({c.num_systems} system(s)), {step_tokens:,} tokens/step, "
+          f"dataset {info['path']} ({info['tokens']['train']:,} train tokens)", flush=True)
+    proc, failure = psutil.Process(), []
+    clock = {"t": time.perf_counter(), "step": step}
+
+    @cstorch.step_closure
+    def log(loss, norm, lr, at, executor):
+        loss, norm, lr = loss.item(), norm.item(), float(lr)
+        if not (loss == loss and abs(loss) != float("inf") and norm == norm and abs(norm) != float("inf")):
+            failure.append(f"non-finite loss ({loss}) or gradient norm ({norm}) at step {at}")
+            return
+        now, rate = time.perf_counter(), executor.profiler.rate_tracker  # the SDK's rate tracker
+        # Its clock starts after the first step (compile and set-up excluded): sequences since the
+        # previous log over its time since then; the first log of an executor falls back to wall time.
+        step_time = (now - clock["t"]) / max(1, at - clock["step"])
+        tok_s = step_tokens / step_time
+        if clock["samples"] is not None and rate.total_time > clock["secs"]:
+            tok_s = (rate.total_samples - clock["samples"]) * m.block_size / (rate.total_time - clock["secs"])
+        util = rate.flops_utilization
+        rec = {"kind": "train", "step": at, "loss": loss, "lr": lr, "grad_norm": norm,
+               "tokens": tokens + (at - step0) * step_tokens, "tok_s": tok_s,
+               "mfu": util / 100 if util is not None else None, "step_time": step_time,
+               "rss": proc.memory_info().rss, "mem_alloc": None, "mem_peak": None, "time": time.time()}
+        rundir.append_jsonl(metrics, rec)
+        print(f"step {at}/{t.max_steps} | loss {loss:.4f} | lr {lr:.2e} | {rec['tok_s']:,.0f} tok/s | "
+              f"{1000 * rec['step_time']:.0f} ms/step", flush=True)
+        meta.update(step=at)
+        clock.update(t=now, step=at, samples=rate.total_samples, secs=rate.total_time)
+
+    @cstorch.checkpoint_closure
+    def save(at):
+        path = run_dir / "checkpoints" / f"step_{at:08d}.mdl"
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "lr_scheduler": schedule.state_dict(), "step": at, "tokens": tokens + (at - step0) * step_tokens,
+                 "best_val": best_val, "config": to_dict(cfg)}
+        cstorch.save(state, str(tmp))
+        os.replace(tmp, path)
+        for old in rundir.checkpoints(run_dir)[:-t.keep_checkpoints]:
+            old.unlink()
+        rundir.append_jsonl(metrics, {"kind": "checkpoint", "step": at, "time": time.time(),
+                                      "path": str(path.relative_to(run_dir))})
+        meta.update(step=at)
+
+    last = min(t.max_steps, stop_at) if stop_at and stop_at > step else t.max_steps
+    while step < last:
+        # One executor per stretch between evaluations; it ends at the next eval, the stop or the end.
+        step0, end = step, min(last, (step // t.eval_interval + 1) * t.eval_interval)
+        executor = cstorch.utils.data.DataExecutor(
+            cstorch.utils.data.DataLoader(train_batches, to_dict(cfg), str(info["path"]), step, end - step),
+            num_steps=end - step, checkpoint_steps=checkpoint_schedule(step, end, t, end == last),
+            activation_steps=t.log_interval)
+        model.train()
+        clock.update(samples=None, secs=0.0)
+        for i, (x, y) in enumerate(executor):
+            at = step + i + 1
+            loss, norm, lr = train_step(x, y)
+            if at % t.log_interval == 0 or at == end:
+                log(loss, norm, lr, at, executor)
+            save(at)
+            if failure or stop_signal:
+                break
+        if failure:
+            return "failed", failure[0] + "; the bad weights were not checkpointed"
+        if stop_signal:
+            return "stopped", None
+        step, tokens = end, tokens + (end - step) * step_tokens
+        if end % t.eval_interval == 0 or end == t.max_steps:
+            best_val = evaluate(cfg, info, model, eval_step, metrics, end, best_val)
+        clock["t"] = time.perf_counter()
+    meta.update(step=step)
+    return ("completed" if step >= t.max_steps else "stopped"), None
+
+
+def evaluate(cfg, info, model, eval_step, metrics, at, best_val):
+    import cerebras.pytorch as cstorch
+
+    losses = []
+
+    @cstorch.step_closure
+    def collect(loss):
+        losses.append(loss.item())
+
+    model.eval()
+    executor = cstorch.utils.data.DataExecutor(
+        cstorch.utils.data.DataLoader(eval_batches, to_dict(cfg), str(info["path"])),
+        num_steps=cfg.train.eval_steps)
+    for x, y in executor:
+        collect(eval_step(x, y))
+    model.train()
+    val = sum(losses) / len(losses)
+    rundir.append_jsonl(metrics, {"kind": "eval", "step": at, "val_loss": val, "time": time.time()})
+    print(f"step {at}: val loss {val:.4f}", flush=True)
+    return val if best_val is None else min(best_val, val)
+
+
+# ---------------------------------------------------------------------------- entry point
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m gigagpt.cerebras {train CONFIG --run-dir DIR | resume RUN_DIR | check CONFIG} [--set ...]"""
+    p = argparse.ArgumentParser(prog="gigagpt.cerebras")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("train", "resume", "check"):
+        q = sub.add_parser(name)
+        q.add_argument("path")
+        q.add_argument("--set", action="append", default=[])
+        q.add_argument("--run-dir")
+        q.add_argument("--stop-at", type=int)
+        q.add_argument("--preset", default="")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "check":
+            cfg = load_config(args.path, args.set, check_data=False)
+            return check_csx(on_cerebras(cfg), args.preset or Path(args.path).stem)
+        if args.command == "resume":
+            run_dir = Path(args.path)
+            cfg = on_cerebras(load_config(run_dir / "config.toml", args.set))
+            return train(cfg, run_dir, resume=True, stop_at=args.stop_at, argv=sys.argv)
+        if not args.run_dir:
+            raise ConfigError("--run-dir: required")
+        cfg = on_cerebras(load_config(args.path, args.set))
+        return train(cfg, Path(args.run_dir), stop_at=args.stop_at, argv=sys.argv, preset=args.preset)
+    except (ConfigError, rundir.RunError) as e:
+        print(f"gigagpt: error: {e}", file=sys.stderr)
+        return 2
+
+
+def on_cerebras(cfg: Config) -> Config:
+    """The config as this backend runs it: attention as masked softmax with an arange mask (what
+    the CSX compiler lowers; the parameters are the same as with "sdpa")."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, attention="math"),
+                               train=dataclasses.replace(cfg.train, backend="cerebras"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
