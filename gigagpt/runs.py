@@ -81,13 +81,14 @@ EVAL_NEEDLES = (b'"kind":"eval"', b'"kind": "eval"', b'"event":"resume"', b'"eve
 TRAIN_NEEDLES = (b'"kind":"train"', b'"kind": "train"')
 
 
+OBJECT_LINE = re.compile(rb"^\{[^\n]*\}[ \t\r]*$", re.M)
+
+
 def _not_objects(data: bytes) -> int:
-    """How many lines cannot be JSON objects (do not start with '{' or end with '}'), counted with
-    bytes.count rather than parsing: a listing never parses a whole log."""
-    lines = data.count(b"\n")
-    starts = data.count(b"\n{") + data.startswith(b"{")
-    ends = data.count(b"}\n")
-    return max(0, lines - min(starts, ends) - data.count(b"\n\n"))
+    """How many lines cannot be JSON objects (do not start with '{' and end with '}'), counted by
+    one regular expression rather than by parsing: a listing never json-parses a whole log."""
+    blank = data.count(b"\n\n") + data.startswith(b"\n")
+    return data.count(b"\n") - len(OBJECT_LINE.findall(data)) - blank
 
 
 def _json_line(line: bytes):
@@ -264,6 +265,7 @@ def summary(run_dir: Path, entry: dict, now: float | None = None) -> dict:
         "host": meta.get("host"), "pid": meta.get("pid"), "params": meta.get("params"),
         "started": created, "duration": max(0.0, end - created) if created and end else None,
         "checkpoints": ckpt.get("count", 0), "last_checkpoint": ckpt.get("last"),
+        "checkpoint_problem": ckpt.get("problem"),
     }
 
 

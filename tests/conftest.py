@@ -62,3 +62,52 @@ def gpt2_ready(isolated_env):
     from gigagpt.tokenizer import fetch_tokenizer
 
     return fetch_tokenizer()
+
+
+TINY = ("--set", "model.block_size=32", "--set", "train.warmup_steps=2", "--set", "train.dtype=float32")
+
+
+def start_training(dataset, run_dir, *extra):
+    """A real tiny training in the background, in its own session (kill with os.killpg)."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-m", "gigagpt", "train", "tiny", "--set", f"data.dataset={dataset}",
+                             *TINY, "--run-dir", str(run_dir), *map(str, extra)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, start_new_session=True)
+
+
+@pytest.fixture(scope="session")
+def past_runs(tmp_path_factory, dataset):
+    """A runs root with real runs of each ending, trained side by side (read-only for tests:
+    copy a run before changing it): `done` (completed, 6 steps, an eval), `stopped` (--stop-at 4
+    of 20), `failed` (lr 1e9: non-finite loss), `crashed` (SIGKILL after its first train line)."""
+    import signal
+    import time
+
+    root = tmp_path_factory.mktemp("past-runs")
+    procs = {
+        "done": start_training(dataset, root / "done", "--set", "train.max_steps=6"),
+        "stopped": start_training(dataset, root / "stopped", "--set", "train.max_steps=20", "--stop-at", 4),
+        "failed": start_training(dataset, root / "failed", "--set", "train.max_steps=6", "--set", "train.lr=1e9",
+                                 "--set", "train.grad_clip=0"),
+        "crashed": start_training(dataset, root / "crashed", "--set", "train.max_steps=100000",
+                                  "--set", "train.checkpoint_interval=2"),
+    }
+    try:
+        deadline = time.monotonic() + 200
+        crashed_metrics = root / "crashed" / "metrics.jsonl"
+        while time.monotonic() < deadline:
+            text = crashed_metrics.read_text() if crashed_metrics.exists() else ""
+            if '"kind":"checkpoint"' in text:
+                break
+            time.sleep(0.1)
+        os.killpg(procs["crashed"].pid, signal.SIGKILL)
+        procs["crashed"].wait()
+        for name in ("done", "stopped", "failed"):
+            procs[name].wait(timeout=200)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    return root

@@ -247,9 +247,10 @@ import asyncio, sys
 from pathlib import Path
 from app.main import DashApp
 import app.screens.live, app.screens.dialogs, app.widgets, app.launch
+import app.screens.runs, app.screens.compare, app.screens.sample
 
 async def go():
-    app = DashApp(Path({str(tmp_path)!r}), probe=False)
+    app = DashApp(Path({str(tmp_path)!r}), probe=False, browse=True)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
 asyncio.run(go())

@@ -314,8 +314,9 @@ class RunsScreen(Screen):
         if row["status"] in ("running", "damaged"):
             self.notify(f"cannot resume {row['id']}: it is {row['status']}", severity="warning")
             return
-        if not row["checkpoints"]:
-            self.notify(f"cannot resume {row['id']}: it has no checkpoint", severity="warning")
+        if not row["checkpoints"] or row["checkpoint_problem"]:
+            self.notify(f"cannot resume {row['id']}: {row['checkpoint_problem'] or 'it has no checkpoint'}",
+                        severity="warning")
             return
         done, target = row["step"] or 0, row["max_steps"] or 0
         must_exceed = done if row["status"] == "completed" else 0
@@ -349,8 +350,9 @@ class RunsScreen(Screen):
         row = self.one_target("sample from")
         if row is None:
             return
-        if not row["checkpoints"]:
-            self.notify(f"{row['id']} has no checkpoint to sample from yet", severity="warning")
+        if not row["checkpoints"] or row["checkpoint_problem"]:
+            self.notify(f"cannot sample from {row['id']}: {row['checkpoint_problem'] or 'it has no checkpoint yet'}",
+                        severity="warning")
             return
         from app.screens.sample import SampleScreen
 

@@ -1,0 +1,346 @@
+"""The runs screen, the compare screen and the sample modal, driven with Pilot on real run
+directories from real tiny trainings (tests/conftest.py: past_runs)."""
+import asyncio
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from textual.widgets import DataTable, Input, Static
+
+from app import launch
+from app.main import DashApp
+from app.screens.compare import CompareScreen
+from app.screens.dialogs import AskScreen, ConfirmScreen, HelpScreen
+from app.screens.live import LiveScreen
+from app.screens.runs import RunsScreen
+from app.screens.sample import SampleScreen
+from gigagpt import rundir
+from test_runs import damage
+
+SAFETY_TIMEOUT = 150  # a net for a hung test, not a speed requirement: conditions are awaited
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    """Kill every trainer, sampler and stand-in process a test started, whatever it did."""
+    extra = []
+    yield extra
+    for proc in [*launch.STARTED, *launch.HELPERS, *extra]:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
+    launch.STARTED.clear()
+    launch.HELPERS.clear()
+
+
+def run(coro):
+    asyncio.run(coro)
+
+
+async def wait_for(pilot, condition, what: str):
+    deadline = time.monotonic() + SAFETY_TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await pilot.pause(0.1)
+
+
+def copy_runs(past_runs, tmp_path, *names):
+    root = tmp_path / "runs"
+    for name in names:
+        shutil.copytree(past_runs / name, root / name)
+    return root
+
+
+async def open_browser(app, pilot) -> RunsScreen:
+    await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.loaded, "the runs screen")
+    return app.screen
+
+
+def table_ids(screen) -> list[str]:
+    return [r["id"] for r in screen.shown]
+
+
+def cell(screen, run_id, column) -> str:
+    value = screen.query_one("#runs-table", DataTable).get_cell(run_id, column)
+    return getattr(value, "plain", value)
+
+
+async def go_to(pilot, screen, run_id):
+    screen.query_one("#runs-table", DataTable).move_cursor(row=table_ids(screen).index(run_id))
+    await pilot.pause()
+
+
+async def answer(pilot, app, text):
+    """Type into the open AskScreen, replacing its value, and press enter."""
+    assert isinstance(app.screen, AskScreen)
+    box = app.screen.query_one("#ask-input", Input)
+    box.value = ""
+    await pilot.press(*text) if text else None
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+def test_browse_sort_filter_select_compare_open(past_runs, tmp_path):
+    async def go():
+        app = DashApp(past_runs, probe=False, refresh=0.2, browse=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            runs = await open_browser(app, pilot)
+            assert sorted(table_ids(runs)) == ["crashed", "done", "failed", "stopped"]
+            assert cell(runs, "crashed", "status") == "crashed" and cell(runs, "done", "step") == "6/6"
+            assert cell(runs, "failed", "status") == "failed"
+            await go_to(pilot, runs, "failed")
+            assert "non-finite loss" in str(runs.query_one("#run-detail", Static).content)
+
+            await pilot.press("f", "f")  # all -> running -> completed
+            assert runs.status_filter == "completed" and table_ids(runs) == ["done"]
+            await pilot.press(*["f"] * 5)  # on through the other statuses, back to all
+            assert runs.status_filter == "all" and len(table_ids(runs)) == 4
+            await pilot.press("slash", *"stop")
+            assert table_ids(runs) == ["stopped"]
+            await pilot.press("escape")  # leaves the filter box, not the screen
+            assert isinstance(app.screen, RunsScreen) and runs.focused.id == "runs-table"
+            runs.query_one("#runs-filter", Input).value = ""
+            await pilot.pause()
+
+            while runs.sort_key != "step":
+                await pilot.press("o")
+            assert table_ids(runs)[0] == "done"  # most steps first
+            await pilot.press("O")
+            assert table_ids(runs).index("done") > table_ids(runs).index("stopped")
+
+            await go_to(pilot, runs, "done")
+            await pilot.press("space")
+            await go_to(pilot, runs, "stopped")
+            await pilot.press("space")
+            assert runs.selected == {"done", "stopped"} and cell(runs, "done", "mark") == "✓"
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), "the compare screen")
+            compare = app.screen
+            chart = compare.query_one("#compare-chart")
+            await wait_for(pilot, lambda: chart.points > 0, "curves")
+            table = compare.query_one("#compare-table", DataTable)
+            keys = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+            assert "train.max_steps" in keys and "best val" in keys
+            for key in ("x", "x", "l", "plus", "v", "v"):
+                await pilot.press(key)
+                await pilot.pause()
+                assert chart.points > 0, key
+            assert compare.view.x_axis == "time" and compare.view.log_y and chart.show_curves == "val"
+            await pilot.press("q")
+            assert app.screen is runs
+
+            await pilot.press("a")  # all shown
+            assert len(runs.selected) == 4
+            await pilot.press("a")
+            assert not runs.selected
+            await pilot.press("c")  # nothing selected: a message, no screen
+            assert app.screen is runs
+
+            await go_to(pilot, runs, "crashed")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), "the live screen")
+            assert "is gone" in str(app.screen.query_one("#failure", Static).content)
+            await pilot.press("q")
+            assert app.screen is runs
+
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            help_text = str(app.screen.query_one("#help-text", Static).content)
+            for word in ("Compare", "Resume", "Sample", "Export", "Rename", "Tags", "Delete", "Status filter"):
+                assert word in help_text, word
+            await pilot.press("escape")
+    run(go())
+
+
+def test_rename_tags_and_delete(past_runs, tmp_path, no_leftover_processes):
+    root = copy_runs(past_runs, tmp_path, "done", "failed", "crashed")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    no_leftover_processes.append(sleeper)
+    meta = rundir.read_meta(root / "crashed")  # made to look alive: the sleeper is its "trainer"
+    meta.update(status="running", pid=sleeper.pid, host=socket.gethostname(), heartbeat=time.time())
+    rundir.write_json(root / "crashed" / "meta.json", meta)
+
+    async def go():
+        app = DashApp(root, probe=False, refresh=0.2, browse=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            runs = await open_browser(app, pilot)
+            await go_to(pilot, runs, "done")
+            await pilot.press("n")
+            await answer(pilot, app, "")  # refused in place
+            assert isinstance(app.screen, AskScreen)
+            assert "must be" in str(app.screen.query_one("#ask-error", Static).content)
+            await answer(pilot, app, "baseline run")
+            await wait_for(pilot, lambda: cell(runs, "done", "name") == "baseline run", "the new name")
+            assert rundir.read_meta(root / "done")["name"] == "baseline run"
+
+            await pilot.press("t")
+            await answer(pilot, app, "bad tag!")
+            assert isinstance(app.screen, AskScreen)  # refused: a space and a '!'
+            await answer(pilot, app, "ablation lr-sweep")
+            await wait_for(pilot, lambda: rundir.read_meta(root / "done").get("tags") == ["ablation", "lr-sweep"],
+                           "the tags")
+
+            await go_to(pilot, runs, "crashed")  # running: no rename, no delete
+            await pilot.press("n")
+            await answer(pilot, app, "other")
+            assert rundir.read_meta(root / "crashed")["name"] == "crashed"
+            await pilot.press("d")
+            assert not isinstance(app.screen, ConfirmScreen) and (root / "crashed").is_dir()
+
+            await pilot.press("s")  # stop: SIGTERM to its "trainer"
+            assert sleeper.wait(timeout=30) == -signal.SIGTERM
+            await wait_for(pilot, lambda: cell(runs, "crashed", "status") == "crashed", "status crashed")
+
+            await go_to(pilot, runs, "failed")
+            await pilot.press("space")
+            await go_to(pilot, runs, "crashed")
+            await pilot.press("space", "d")
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("n")
+            assert (root / "failed").is_dir()
+            await pilot.press("d", "y")
+            await wait_for(pilot, lambda: sorted(table_ids(runs)) == ["done"], "the rows to go")
+            assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["done"]
+    run(go())
+
+
+def test_resume_asks_for_steps_and_runs_on(past_runs, tmp_path):
+    root = copy_runs(past_runs, tmp_path, "stopped", "done")
+
+    async def go():
+        app = DashApp(root, probe=False, refresh=0.2, browse=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            runs = await open_browser(app, pilot)
+            await go_to(pilot, runs, "done")
+            await pilot.press("r")
+            assert app.screen.query_one("#ask-input", Input).value == "12"  # completed: twice as far
+            await answer(pilot, app, "6")  # a completed run needs more steps than it has
+            assert "must be more than 6" in str(app.screen.query_one("#ask-error", Static).content)
+            await pilot.press("escape")
+            assert app.screen is runs and not launch.STARTED
+
+            await go_to(pilot, runs, "stopped")
+            await pilot.press("r")
+            assert app.screen.query_one("#ask-input", Input).value == "20"
+            await answer(pilot, app, "6")
+            await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), "the live screen")
+            live = app.screen
+            await wait_for(pilot, lambda: (live.tail.meta or {}).get("status") == "completed", "status completed")
+            assert live.tail.meta["step"] == 6 and live.tail.meta["max_steps"] == 6
+            (proc,) = launch.STARTED
+            assert proc.wait(timeout=SAFETY_TIMEOUT) == 0
+            events = [r["event"] for r in rundir.load_metrics(root / "stopped") if r["kind"] == "event"]
+            assert "resume" in events and events[-1] == "completed"
+            await pilot.press("q")
+            await wait_for(pilot, lambda: cell(runs, "stopped", "status") == "completed", "the row to follow")
+    run(go())
+
+
+def test_export_csv_and_tensorboard(past_runs, tmp_path):
+    async def go():
+        app = DashApp(past_runs, probe=False, refresh=0.2, browse=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            runs = await open_browser(app, pilot)
+            await go_to(pilot, runs, "done")
+            await pilot.press("e")
+            assert app.screen.query_one("#ask-input", Input).value.endswith(".csv")
+            await answer(pilot, app, str(tmp_path / "nowhere" / "x.csv"))
+            assert "no such directory" in str(app.screen.query_one("#ask-error", Static).content)
+            await answer(pilot, app, str(tmp_path / "done.csv"))
+            await app.workers.wait_for_complete()
+            rows = list(csv.DictReader(open(tmp_path / "done.csv")))
+            assert {r["run"] for r in rows} == {"done"} and any(r["metric"] == "val_loss" for r in rows)
+
+            await go_to(pilot, runs, "stopped")
+            await pilot.press("space")
+            await go_to(pilot, runs, "done")
+            await pilot.press("space", "e")
+            await answer(pilot, app, str(tmp_path / "tb"))
+            await wait_for(pilot, lambda: (tmp_path / "tb" / "done").is_dir() and (tmp_path / "tb" / "stopped").is_dir()
+                           and any((tmp_path / "tb" / "stopped").iterdir()), "the event files")
+    run(go())
+
+
+def test_sample_generates_and_cancels(past_runs, tmp_path, gpt2_ready):
+    async def go():
+        app = DashApp(past_runs, probe=False, refresh=0.2, browse=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            runs = await open_browser(app, pilot)
+            await go_to(pilot, runs, "failed")
+            await pilot.press("g")  # failed at step 2, before any checkpoint
+            assert app.screen is runs
+            await go_to(pilot, runs, "done")
+            await pilot.press("g")
+            assert isinstance(app.screen, SampleScreen)
+            sample = app.screen
+            sample.query_one("#s-max-new-tokens", Input).value = "many"
+            await pilot.press(*"Hello", "enter")
+            assert "new tokens = 'many'" in str(sample.query_one("#sample-status", Static).content)
+            assert not launch.HELPERS
+            sample.query_one("#s-max-new-tokens", Input).value = "12"
+            await pilot.press("ctrl+r")
+            status = sample.query_one("#sample-status", Static)
+            await wait_for(pilot, lambda: "done in" in str(status.content) or "failed" in str(status.content),
+                           "the sample")
+            assert "done in" in str(status.content), status.content
+            text = str(sample.query_one("#sample-output", Static).content)
+            assert text.startswith("Hello") and len(text) > len("Hello")
+
+            sample.query_one("#s-max-new-tokens", Input).value = "100000"
+            await pilot.press("ctrl+r")
+            proc = launch.HELPERS[-1]
+            await wait_for(pilot, lambda: "gigagpt sample" in str(status.content), "progress")
+            await pilot.press("escape")  # cancels
+            assert proc.poll() is not None and "cancelled" in str(status.content)
+            assert isinstance(app.screen, SampleScreen)
+            await pilot.press("escape")  # closes
+            assert app.screen is runs
+    run(go())
+
+
+def test_damaged_runs_never_break_the_screen(past_runs, tmp_path):
+    root = copy_runs(past_runs, tmp_path, "done")
+    damage(root, past_runs)
+
+    async def go():
+        app = DashApp(root, probe=False, refresh=0.2, browse=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            runs = await open_browser(app, pilot)
+            assert sorted(table_ids(runs)) == ["bad-ckpt", "bad-meta", "done", "garbage", "no-meta"]
+            assert cell(runs, "bad-meta", "status") == "damaged" and cell(runs, "no-meta", "status") == "damaged"
+            detail = runs.query_one("#run-detail", Static)
+            for run_id, problem in (("bad-meta", "not valid JSON"), ("no-meta", "meta.json: missing"),
+                                    ("garbage", "3 lines are not JSON"), ("bad-ckpt", "not a torch checkpoint")):
+                await go_to(pilot, runs, run_id)
+                assert problem in str(detail.content), (run_id, detail.content)
+            await go_to(pilot, runs, "bad-ckpt")
+            for key in ("g", "r"):  # refused with the reason, no subprocess
+                await pilot.press(key)
+                assert app.screen is runs and not launch.HELPERS and not launch.STARTED
+            for run_id in ("bad-meta", "garbage", "done", "no-meta"):
+                await go_to(pilot, runs, run_id)
+                await pilot.press("space")
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), "the compare screen")
+            chart = app.screen.query_one("#compare-chart")
+            await wait_for(pilot, lambda: chart.points > 0, "curves")
+            await pilot.press("q")
+            await go_to(pilot, runs, "bad-meta")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), "the live screen")
+            assert "not valid JSON" in str(app.screen.query_one("#failure", Static).content)
+            await pilot.press("q")
+            await pilot.resize_terminal(200, 60)
+            await pilot.pause()
+            assert "duration" in runs.columns and cell(runs, "done", "device") == "cpu"
+    run(go())

@@ -1,0 +1,280 @@
+"""`gigagpt runs` on real run directories (tests/conftest.py: past_runs), as a user types it."""
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import gigagpt, start_training
+from gigagpt import rundir, runs
+
+SAFETY_TIMEOUT = 150
+
+
+def copy_runs(past_runs, tmp_path, *names):
+    root = tmp_path / "runs"
+    for name in names:
+        shutil.copytree(past_runs / name, root / name)
+    return root
+
+
+def listed(root, *args):
+    return json.loads(gigagpt("runs", "list", "--runs-root", root, "--json", *args).stdout)
+
+
+def test_list_every_ending_and_filters(past_runs):
+    rows = {r["id"]: r for r in listed(past_runs)}
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "done": "completed", "stopped": "stopped", "failed": "failed", "crashed": "crashed"}
+    done = rows["done"]
+    assert done["step"] == done["max_steps"] == 6 and done["tokens"] == 6 * 256
+    assert done["loss"] > 0 and done["best_val"] == done["val_loss"] > 0 and done["tok_s"] > 0
+    assert done["checkpoints"] == 1 and done["last_checkpoint"] == 6 and done["problem"] is None
+    assert rows["stopped"]["step"] == 4 and rows["stopped"]["max_steps"] == 20
+    assert "non-finite loss" in rows["failed"]["failure"]
+    assert rows["crashed"]["last_checkpoint"] >= 2
+    assert [r["id"] for r in listed(past_runs, "--status", "completed,stopped")] in (["stopped", "done"], ["done", "stopped"])
+    assert [r["id"] for r in listed(past_runs, "--filter", "cra")] == ["crashed"]
+    by_loss = [r["id"] for r in listed(past_runs, "--sort", "step")]
+    assert by_loss[-1] == "failed" or rows["failed"]["step"] is not None
+
+    table = gigagpt("runs", "list", "--runs-root", past_runs).stdout
+    header, *lines = table.splitlines()
+    assert header.split()[:4] == ["RUN", "PRESET", "STATUS", "STEP"] and len(lines) == 4
+    assert any("non-finite loss" in line for line in lines)
+
+    bad = gigagpt("runs", "list", "--runs-root", past_runs, "--status", "sleeping", check=False)
+    assert bad.returncode == 2 and "gigagpt: error: --status sleeping: must be one of" in bad.stderr
+
+
+def test_summary_cache_rereads_only_what_changed(past_runs, tmp_path, monkeypatch):
+    root = copy_runs(past_runs, tmp_path, "done", "stopped")
+    first = runs.list_runs(root)
+    assert (root / runs.SUMMARY_CACHE).is_file()
+    calls = []
+    monkeypatch.setattr(runs, "scan_metrics", lambda path, state: calls.append(path) or state)
+    assert runs.list_runs(root) == first and calls == []  # warm: nothing re-read
+    with open(root / "stopped" / "metrics.jsonl", "a") as f:  # a run that moves on
+        f.write(json.dumps({"kind": "eval", "step": 4, "val_loss": 1.5, "time": time.time()}) + "\n")
+    monkeypatch.undo()
+    again = {r["id"]: r for r in runs.list_runs(root)}
+    assert again["stopped"]["best_val"] == 1.5 and again["done"] == {r["id"]: r for r in first}["done"]
+
+
+def test_scan_is_incremental_and_honours_resumes(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+
+    def write(*records, torn=""):
+        with open(path, "a") as f:
+            for rec in records:
+                f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            f.write(torn)
+
+    write({"kind": "train", "step": 2, "loss": 3.0, "tokens": 10, "tok_s": 5, "time": 1},
+          {"kind": "eval", "step": 2, "val_loss": 2.0, "time": 1},
+          {"kind": "train", "step": 4, "loss": 2.5, "tokens": 20, "tok_s": 5, "time": 2},
+          {"kind": "eval", "step": 4, "val_loss": 1.0, "time": 2}, torn='{"kind":"tra')
+    state = runs.scan_metrics(path, None)
+    assert state["best_val"] == 1.0 and state["last"]["step"] == 4 and state["bad_lines"] == 0
+    # resume from step 2 voids the step-4 eval (and its best val); the torn line completes as garbage
+    with open(path, "a") as f:
+        f.write('in"\n')
+    write({"kind": "event", "event": "resume", "step": 2, "time": 3},
+          {"kind": "eval", "step": 3, "val_loss": 1.8, "time": 4})
+    state = runs.scan_metrics(path, state)
+    assert state["best_val"] == 1.8 and state["val"] == 1.8 and state["last"]["step"] == 2
+    assert state["bad_lines"] == 1
+
+
+def test_show_rename_tag_and_running_refusals(past_runs, tmp_path):
+    root = copy_runs(past_runs, tmp_path, "done")
+    out = gigagpt("runs", "show", "done", "--runs-root", root).stdout
+    assert "completed" in out and "6/6" in out and "last at step 6" in out
+    gigagpt("runs", "rename", "done", "my baseline", "--runs-root", root)
+    gigagpt("runs", "tag", "done", "baseline", "lr-3e-4", "--runs-root", root)
+    gigagpt("runs", "tag", "done", "lr-3e-4", "--remove", "--runs-root", root)
+    meta = rundir.read_meta(root / "done")
+    assert meta["name"] == "my baseline" and meta["tags"] == ["baseline"] and meta["id"] == "done"
+    (row,) = listed(root, "--filter", "baseline")
+    assert row["name"] == "my baseline" and (root / "done").is_dir()
+    bad = gigagpt("runs", "tag", "done", "two words", "--runs-root", root, check=False)
+    assert bad.returncode == 2 and "tag 'two words'" in bad.stderr
+
+    # A running run (this test's own pid) is refused: its trainer rewrites meta.json.
+    meta.update(status="running", pid=os.getpid(), host=socket.gethostname(), heartbeat=time.time())
+    rundir.write_json(root / "done" / "meta.json", meta)
+    for args in (("rename", "done", "x"), ("tag", "done", "y"), ("rm", "done", "--yes")):
+        proc = gigagpt("runs", *args, "--runs-root", root, check=False)
+        assert proc.returncode == 2 and "running" in proc.stderr, proc.stderr
+    assert (root / "done").is_dir() and rundir.read_meta(root / "done")["name"] == "my baseline"
+    missing = gigagpt("runs", "show", "nope", "--runs-root", root, check=False)
+    assert missing.returncode == 2 and "run 'nope': no run directory" in missing.stderr
+
+
+def test_rm_asks_or_needs_yes(past_runs, tmp_path):
+    root = copy_runs(past_runs, tmp_path, "done", "failed")
+    proc = gigagpt("runs", "rm", "failed", "--runs-root", root, check=False, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and "--yes" in proc.stderr and (root / "failed").is_dir()
+    gigagpt("runs", "rm", "failed", "--yes", "--runs-root", root)
+    assert not (root / "failed").exists()
+    assert [r["id"] for r in listed(root)] == ["done"]
+
+
+def test_stop_a_real_run_then_resume_it(tmp_path, dataset):
+    root = tmp_path / "runs"
+    proc = start_training(dataset, root / "live", "--set", "train.max_steps=100000")
+    try:
+        deadline = time.monotonic() + SAFETY_TIMEOUT
+        while not ((root / "live" / "metrics.jsonl").exists()
+                   and '"kind":"train"' in (root / "live" / "metrics.jsonl").read_text()):
+            assert time.monotonic() < deadline and proc.poll() is None, "the trainer did not start"
+            time.sleep(0.1)
+        (row,) = listed(root)
+        assert row["status"] == "running"
+        out = gigagpt("runs", "stop", "live", "--runs-root", root).stdout
+        assert "stop requested" in out
+        assert proc.wait(timeout=SAFETY_TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    (row,) = listed(root)
+    assert row["status"] == "stopped" and row["last_checkpoint"] == row["step"]
+    again = gigagpt("runs", "stop", "live", "--runs-root", root, check=False)
+    assert again.returncode == 2 and "not running (stopped)" in again.stderr
+    gigagpt("resume", "live", "--runs-root", root, "--set", f"train.max_steps={row['step'] + 2}")
+    (row,) = listed(root)
+    assert row["status"] == "completed" and row["step"] == row["max_steps"]
+
+
+def test_export_csv_long_form(past_runs, tmp_path):
+    out = tmp_path / "runs.csv"
+    gigagpt("runs", "export", "done", "stopped", "--csv", out, "--runs-root", past_runs)
+    rows = list(csv.DictReader(open(out)))
+    assert list(rows[0]) == ["run", "step", "kind", "metric", "value"]
+    losses = [(r["step"], float(r["value"])) for r in rows if r["run"] == "done" and r["metric"] == "loss"]
+    expected = [(str(r["step"]), r["loss"]) for r in rundir.load_metrics(past_runs / "done") if r["kind"] == "train"]
+    assert losses == expected and [s for s, _ in losses] == ["2", "4", "6"]
+    assert any(r["kind"] == "eval" and r["metric"] == "val_loss" and r["step"] == "6" for r in rows)
+    assert {r["run"] for r in rows} == {"done", "stopped"}
+    stdout = gigagpt("runs", "export", "done", "--csv", "-", "--runs-root", past_runs).stdout
+    assert stdout.startswith("run,step,kind,metric,value\n")
+
+
+def read_events(directory):
+    """Scalars in TensorBoard event files, read with the protobuf that tensorboardX ships
+    (TFRecord framing: length, its crc, the Event, its crc)."""
+    from tensorboardX.proto import event_pb2
+
+    scalars = {}
+    for path in directory.glob("events.out.tfevents.*"):
+        data = path.read_bytes()
+        i = 0
+        while i < len(data):
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            event = event_pb2.Event.FromString(data[i + 12:i + 12 + n])
+            i += 12 + n + 4
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_export_tensorboard(past_runs, tmp_path):
+    out = tmp_path / "tb"
+    gigagpt("runs", "export", "done", "failed", "--tensorboard", out, "--runs-root", past_runs)
+    scalars = read_events(out / "done")
+    expected = [(r["step"], r["loss"]) for r in rundir.load_metrics(past_runs / "done") if r["kind"] == "train"]
+    assert [s for s, _ in scalars["train/loss"]] == [s for s, _ in expected]
+    assert np.allclose([v for _, v in scalars["train/loss"]], [v for _, v in expected], rtol=1e-6)
+    assert [s for s, _ in scalars["eval/val_loss"]] == [6]
+    assert (out / "failed").is_dir()
+
+
+def test_compare_cli_and_curves_match_the_exact_reader(past_runs, tmp_path):
+    out = gigagpt("runs", "compare", "done", "stopped", "--runs-root", past_runs).stdout
+    assert "train.max_steps" in out and "20" in out
+    # Curves: the fast path and the JSON path give what rundir.load_metrics gives, resumes applied.
+    run = tmp_path / "resumed"
+    run.mkdir()
+    lines = [{"kind": "train", "step": s, "loss": 10 - s, "lr": 1e-3, "tokens": 8 * s, "tok_s": 1.0, "time": s}
+             for s in range(1, 7)]
+    lines.insert(3, {"kind": "eval", "step": 3, "val_loss": 7.5, "time": 3})
+    lines += [{"kind": "event", "event": "resume", "step": 4, "time": 7}]
+    lines += [{"kind": "train", "step": s, "loss": 20 - s, "lr": 1e-3, "tokens": 8 * s, "tok_s": 1.0, "time": 8 + s}
+              for s in (5, 6)]
+    text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in lines)
+    for variant in (text, text.replace('"kind":"train",', '"kind": "train", ') + "junk\n"):
+        (run / "metrics.jsonl").write_text(variant)
+        curves = runs.load_curves(run)
+        exact = [r for r in rundir.load_metrics(run) if r["kind"] == "train"]
+        assert curves["train"]["step"].tolist() == [r["step"] for r in exact] == [1, 2, 3, 4, 5, 6]
+        assert curves["train"]["loss"].tolist() == [r["loss"] for r in exact] == [9, 8, 7, 6, 15, 14]
+        assert curves["eval"]["val_loss"].tolist() == [7.5]
+
+
+def test_damaged_runs_are_listed_with_their_problem(past_runs, tmp_path):
+    root = copy_runs(past_runs, tmp_path, "done")
+    damage(root, past_runs)
+    rows = {r["id"]: r for r in listed(root)}
+    assert rows["no-meta"]["status"] == "damaged" and "meta.json: missing" in rows["no-meta"]["problem"]
+    assert rows["bad-meta"]["status"] == "damaged" and "not valid JSON" in rows["bad-meta"]["problem"]
+    assert rows["garbage"]["status"] == "completed" and "3 lines are not JSON" in rows["garbage"]["problem"]
+    assert rows["garbage"]["loss"] == rows["done"]["loss"]
+    assert "not a torch checkpoint" in rows["bad-ckpt"]["problem"]
+    assert rows["done"]["problem"] is None
+    table = gigagpt("runs", "list", "--runs-root", root).stdout
+    assert "not valid JSON" in table and "not a torch checkpoint" in table
+    for run_id in rows:
+        gigagpt("runs", "show", run_id, "--runs-root", root)
+    gigagpt("runs", "export", *rows, "--csv", tmp_path / "all.csv", "--runs-root", root)
+
+
+def damage(root, past_runs):
+    """Runs broken the ways a disk, a crash or a person breaks them."""
+    (root / "no-meta").mkdir()
+    (root / "no-meta" / "metrics.jsonl").write_text('{"kind":"train","step":1,"loss":2.0}\n')
+    shutil.copytree(past_runs / "done", root / "bad-meta")
+    (root / "bad-meta" / "meta.json").write_text('{"id": "bad-meta", "status": ')
+    shutil.copytree(past_runs / "done", root / "garbage")
+    with open(root / "garbage" / "metrics.jsonl", "ab") as f:
+        f.write(b"\x00\xff binary junk\nnot json at all\n[1, 2, 3]\n")
+    shutil.copytree(past_runs / "done", root / "bad-ckpt")
+    (ckpt,) = rundir.checkpoints(root / "bad-ckpt")
+    ckpt.write_bytes(b"this is not a zip file")
+
+
+def test_runs_module_never_imports_torch():
+    code = ("import sys; from gigagpt import runs, cli; cli.build_parser(); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+
+
+@pytest.mark.parametrize("text,expected", [("", 0), ("{}\n", 0), ("x\n{}\n", 1), ("{\n}\n", 2), ("{}\n\n{}\n", 0)])
+def test_not_objects_counts_lines(text, expected):
+    assert runs._not_objects(text.encode()) == expected
+
+
+def test_sort_keeps_missing_values_last():
+    rows = [{"loss": None, "id": "a"}, {"loss": 2.0, "id": "b"}, {"loss": 1.0, "id": "c"}]
+    assert [r["id"] for r in runs.sort_rows(rows, "loss")] == ["c", "b", "a"]
+    assert [r["id"] for r in runs.sort_rows(rows, "loss", reverse=True)] == ["b", "c", "a"]
+
+
+def test_csv_export_to_a_buffer_skips_nulls(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"kind": "train", "step": 1, "loss": 2.5, "mfu": None,
+                                                   "time": 9.0}) + "\n")
+    buf = io.StringIO()
+    assert runs.export_csv([run], buf) == 2
+    assert buf.getvalue().splitlines()[1:] == ["r,1,train,loss,2.5", "r,1,train,time,9.0"]
