@@ -382,10 +382,11 @@ def evaluate(cfg, info, model, eval_step, metrics, at, best_val):
 # ---------------------------------------------------------------------------- entry point
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m gigagpt.cerebras {train CONFIG --run-dir DIR | resume RUN_DIR | check CONFIG} [--set ...]"""
+    """python -m gigagpt.cerebras {train CONFIG --run-dir DIR | resume RUN_DIR | check CONFIG} [--set ...]
+    (and `export CKPT.mdl --run-dir OUT.pt`: the weights as a torch.save file, for `gigagpt sample`)"""
     p = argparse.ArgumentParser(prog="gigagpt.cerebras")
     sub = p.add_subparsers(dest="command", required=True)
-    for name in ("train", "resume", "check"):
+    for name in ("train", "resume", "check", "export"):
         q = sub.add_parser(name)
         q.add_argument("path")
         q.add_argument("--set", action="append", default=[])
@@ -397,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             cfg = load_config(args.path, args.set, check_data=False)
             return check_csx(on_cerebras(cfg), args.preset or Path(args.path).stem)
+        if args.command == "export":
+            return export(Path(args.path), Path(args.run_dir))
         if args.command == "resume":
             run_dir = Path(args.path)
             cfg = on_cerebras(load_config(run_dir / "config.toml", args.set))
@@ -408,6 +411,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, rundir.RunError) as e:
         print(f"gigagpt: error: {e}", file=sys.stderr)
         return 2
+
+
+def export(mdl: Path, out: Path) -> int:
+    import cerebras.pytorch as cstorch
+
+    state = cstorch.load(str(mdl))
+    keep = {k: state[k] for k in ("model", "step", "tokens", "best_val", "config")}
+    rundir.atomic_write(out, lambda f: torch.save(keep, f))
+    return 0
 
 
 def on_cerebras(cfg: Config) -> Config:

@@ -102,6 +102,9 @@ def cmd_resume(args) -> int:
                           f"--set train.max_steps=N with N > {meta.get('step')}")
     if cfg.train.backend == "cerebras":
         return launch_cerebras(cfg, ["resume", str(run_dir), *cerebras_args(args)])
+    if ckpts and ckpts[-1].suffix == ".mdl":
+        raise ConfigError(f"{ckpts[-1]}: a Cerebras checkpoint (cstorch.save); it resumes with "
+                          "train.backend = \"cerebras\" only")
     from gigagpt.train import pick_device, train
 
     pick_device(args.device)
@@ -134,6 +137,25 @@ def launch_cerebras(cfg, argv: list[str]) -> int:
     os.execve(python, [python, "-m", "gigagpt.cerebras", *argv], env)
 
 
+def cerebras_export(mdl: Path) -> Path:
+    """A Cerebras checkpoint (cstorch.save: HDF5) as a torch.save file in the cache, for sampling."""
+    import hashlib
+    import subprocess
+
+    from gigagpt.config import REPO, cache_dir, cerebras_python
+
+    key = hashlib.sha256(f"{mdl.resolve()}|{mdl.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    out = cache_dir() / "cerebras-export" / f"{key}.pt"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.run([str(cerebras_python()), "-m", "gigagpt.cerebras", "export", str(mdl), "--run-dir", str(out)],
+                              env=env, capture_output=True, text=True)
+        if proc.returncode:
+            raise rundir.RunError(f"{mdl}: could not read it with the Cerebras SDK: {proc.stderr.strip()[-500:]}")
+    return out
+
+
 def cmd_check_csx(args) -> int:
     path = resolve_config(args.config)
     load_config(path, args.set, check_data=False)  # config errors in a second, before the SDK starts
@@ -159,7 +181,8 @@ def cmd_sample(args) -> int:
     if not ckpts:
         raise rundir.RunError(f"run {run_dir}: has no checkpoint yet")
     sharded = ckpts[-1].suffix == ".dcp"
-    state = load_checkpoint(ckpts[-1] / "extra.pt" if sharded else ckpts[-1])
+    path = ckpts[-1] / "extra.pt" if sharded else ckpts[-1]
+    state = load_checkpoint(cerebras_export(path) if path.suffix == ".mdl" else path)
     cfg = from_dict(state["config"], str(ckpts[-1]))
     validate(cfg, str(ckpts[-1]), check_data=False)
     device = pick_device(args.device)
