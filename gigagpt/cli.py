@@ -126,15 +126,21 @@ def cerebras_args(args) -> list[str]:
 def launch_cerebras(cfg, argv: list[str]) -> int:
     """Replace this process (same pid: signals and the dashboard see the trainer) with the SDK's
     Python running gigagpt.cerebras. A missing cluster setting is reported here, before the SDK starts."""
-    from gigagpt.config import REPO, cerebras_python, check_cluster
+    from gigagpt.config import cerebras_python, check_cluster
 
     if cfg is not None:
         check_cluster(cfg)
     python = str(cerebras_python())
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(python, [python, "-m", "gigagpt.cerebras", *argv], env)
+    os.execve(python, [python, "-m", "gigagpt.cerebras", *argv], cerebras_env())
+
+
+def cerebras_env() -> dict:
+    """This environment, with this checkout importable by the SDK's Python (which has no gigagpt)."""
+    from gigagpt.config import REPO
+
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
 def cerebras_export(mdl: Path) -> Path:
@@ -142,15 +148,14 @@ def cerebras_export(mdl: Path) -> Path:
     import hashlib
     import subprocess
 
-    from gigagpt.config import REPO, cache_dir, cerebras_python
+    from gigagpt.config import cache_dir, cerebras_python
 
     key = hashlib.sha256(f"{mdl.resolve()}|{mdl.stat().st_mtime_ns}".encode()).hexdigest()[:16]
     out = cache_dir() / "cerebras-export" / f"{key}.pt"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         proc = subprocess.run([str(cerebras_python()), "-m", "gigagpt.cerebras", "export", str(mdl), "--run-dir", str(out)],
-                              env=env, capture_output=True, text=True)
+                              env=cerebras_env(), capture_output=True, text=True)
         if proc.returncode:
             raise rundir.RunError(f"{mdl}: could not read it with the Cerebras SDK: {proc.stderr.strip()[-500:]}")
     return out
