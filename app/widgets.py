@@ -198,11 +198,13 @@ class CompareChart(MatrixPlot):
         self.curves: list[tuple[str, dict]] = []  # (label, runs.load_curves output) per run
         self.show_curves = "train+val"
         self._smoothers: list[Smoother] = []
+        self.loaded = 0  # runs whose curves arrived
 
     def set_curves(self, curves: list[tuple[str, dict]]) -> None:
         self.curves = curves
         self._smoothers = [Smoother(self.view.smoothing) for _ in curves]
         self.refresh()
+        self.loaded = len(curves)
 
     def figure(self, plt) -> int:
         plt.xlabel(X_LABELS[self.view.x_axis])
@@ -213,6 +215,8 @@ class CompareChart(MatrixPlot):
             train, evals = curves["train"], curves["eval"]
             if not len(train["step"]):
                 continue
+            if self.view.x_axis != "step" and self.view.x_axis not in train:
+                continue  # its column is being read
             x = self.x_of(train)
             if self.show_curves != "val":
                 smoother = self._smoothers[i]

@@ -175,14 +175,20 @@ def _last_train(data: bytes) -> dict | None:
 
 # ---------------------------------------------------------------------------- checkpoints
 
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
 def checkpoint_problem(path: Path) -> str | None:
     """Why the newest checkpoint cannot be loaded, judged without torch: a .pt file is a zip
-    archive (torch.save's format); a sharded .dcp directory has DCP's .metadata file."""
+    archive (torch.save's format); a sharded .dcp directory has DCP's .metadata file; a Cerebras
+    .mdl file is HDF5."""
     try:
         if path.suffix == ".dcp":
             return None if (path / ".metadata").is_file() else f"checkpoint {path.name}: no .metadata (incomplete)"
-        with open(path, "rb"):
-            pass
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if path.suffix == ".mdl":
+            return None if head == HDF5_MAGIC else f"checkpoint {path.name}: not an HDF5 file (truncated or corrupt)"
         if not zipfile.is_zipfile(path):
             return f"checkpoint {path.name}: not a torch checkpoint (truncated or corrupt)"
     except OSError as e:
@@ -420,88 +426,82 @@ def config_diff(run_dirs: list[Path]) -> list[tuple[str, list]]:
 
 # ---------------------------------------------------------------------------- curves (compare)
 
-NUM = rb'([^,}\n]*)'
-TRAIN_STEP_LOSS = re.compile(rb'"kind":"train","step":(-?\d+),"loss":' + NUM)
-TRAIN_KEY = {key: re.compile(rb'"kind":"train",[^\n]*?"' + key.encode() + rb'":' + NUM)
-             for key in ("tokens", "time")}
-EVAL_STEP_VAL = re.compile(rb'"kind":"eval","step":(-?\d+),"val_loss":' + NUM)
-RESUME_LINE = re.compile(rb'^[^\n]*"event":\s*"resume"[^\n]*$', re.M)
+NUM = rb"([^,}\n]*)"
+TRAIN_STEP = re.compile(rb'"kind":"train","step":(-?\d+)')
+# "loss" and "tokens" appear in train lines only ("val_loss" and "tokens_per_step" are other keys);
+# time is in every line, but last in the trainer's: a greedy match from "kind":"train" finds it at once
+TRAIN_VALUES = {"loss": re.compile(rb'"loss":' + NUM), "tokens": re.compile(rb'"tokens":' + NUM),
+                "time": re.compile(rb'"kind":"train",[^\n]*"time":' + NUM)}
+X_KEYS = ("tokens", "time")
 
 
-def _floats(values: list[bytes]) -> np.ndarray:
-    a = np.array(values, dtype="S")
-    a[(a == b"null") | (a == b"")] = b"nan"
+def _floats(values) -> np.ndarray:
+    """float64 of JSON number texts (null -> NaN); ValueError for anything else."""
     try:
-        return a.astype(np.float64)
+        return np.fromiter(map(float, values), np.float64, count=len(values))
     except ValueError:
-        raise ValueError("not a number") from None
+        pass
+    out = [math.nan if v in (b"null", b"") else float(v) for v in values]  # raises on garbage
+    return np.array(out, dtype=np.float64)
 
 
-def _fast_segment(seg: bytes) -> dict | None:
-    """Train (step, loss, tokens, time) and eval (step, val_loss) columns of a stretch of
-    metrics.jsonl without a resume in it, pulled out with regular expressions: 5-10x faster
-    than json.loads. Lines must look like the trainer writes them (compact, keys in its order);
-    None when any does not (then the caller parses JSON)."""
-    n_train = seg.count(b'"kind":"train"')
-    n_eval = seg.count(b'"kind":"eval"')
-    if n_train + n_eval + seg.count(b'"kind":"event"') + seg.count(b'"kind":"checkpoint"') != seg.count(b"\n"):
-        return None  # garbage, blank or spaced-out lines: the exact reader handles them
-    step_loss = TRAIN_STEP_LOSS.findall(seg)
-    evals = EVAL_STEP_VAL.findall(seg)
-    if len(step_loss) != n_train or len(evals) != n_eval:
-        return None
+def _fast_train(seg: bytes, keys) -> dict | None:
+    """Train columns of a stretch of metrics.jsonl, pulled out with regular expressions (~5x
+    faster than json.loads) from lines as the trainer writes them: compact, its key order. None
+    when any line with "train" in it is not like that (torn, reordered, spaced, foreign): the
+    caller parses JSON then."""
+    n_train = seg.count(b'"train"')
     try:
-        train = _floats(step_loss).reshape(-1, 2)
-        ev = _floats(evals).reshape(-1, 2)
-        cols = {"step": train[:, 0], "loss": train[:, 1]}
-        for key, rx in TRAIN_KEY.items():
+        columns = {}
+        for key, rx in (("step", TRAIN_STEP), *((k, TRAIN_VALUES[k]) for k in keys)):
             found = rx.findall(seg)
             if len(found) != n_train:
                 return None
-            cols[key] = _floats(found)
+            columns[key] = _floats(found)
+        return columns
     except ValueError:
         return None
-    return {"train": cols, "eval": {"step": ev[:, 0], "val_loss": ev[:, 1]}}
 
 
-def _json_segment(seg: bytes) -> dict:
-    records, _ = rundir.parse_lines(seg)
-    train = [r for r in records if r.get("kind") == "train"]
-    evals = [r for r in records if r.get("kind") == "eval"]
-
-    def col(rows, key):
-        return np.array([_number(r.get(key)) if _number(r.get(key)) is not None else math.nan for r in rows],
-                        dtype=np.float64)
-
-    return {"train": {k: col(train, k) for k in ("step", "loss", "tokens", "time")},
-            "eval": {k: col(evals, k) for k in ("step", "val_loss")}}
+def _json_train(seg: bytes, keys) -> dict:
+    rows = [r for r in rundir.parse_lines(seg)[0] if r.get("kind") == "train"]
+    return {k: np.array([v if (v := _number(r.get(k))) is not None else math.nan for r in rows],
+                        dtype=np.float64) for k in ("step", *keys)}
 
 
-def load_curves(run_dir: Path) -> dict:
-    """What the compare view plots for one run: {"train": {step, loss, tokens, time},
-    "eval": {step, val_loss}} as float64 arrays, resume roll-backs applied (rundir.apply_resumes)."""
+def load_curves(run_dir: Path, x_keys=X_KEYS) -> dict:
+    """What the compare view plots for one run: {"train": {step, loss, *x_keys}, "eval": {step,
+    val_loss}} as float64 arrays, resume roll-backs applied (as rundir.apply_resumes). x_keys may
+    be () for the step axis alone: the tokens and time columns cost as much again to read."""
     try:
         data = (Path(run_dir) / "metrics.jsonl").read_bytes()
     except FileNotFoundError:
         data = b""
     data = data[:data.rfind(b"\n") + 1]
-    out = {"train": {k: np.empty(0) for k in ("step", "loss", "tokens", "time")},
-           "eval": {k: np.empty(0) for k in ("step", "val_loss")}}
+    keys = ("loss", *x_keys)
+    train = {k: np.empty(0) for k in ("step", *keys)}
+    evals: list[tuple[float, float]] = []
     start = 0
-    resumes = [(m.start(), m.end() + 1, _json_line(m.group())) for m in RESUME_LINE.finditer(data)]
-    for seg_start, seg_end, resume in [*resumes, (len(data), len(data), None)]:
-        seg = data[start:seg_start]
-        part = _fast_segment(seg) or _json_segment(seg)
-        for kind in ("train", "eval"):
-            for k, v in part[kind].items():
-                out[kind][k] = np.concatenate([out[kind][k], v])
-        if resume is not None:
-            step = resume.get("step") or 0
-            for kind in ("train", "eval"):
-                keep = ~(out[kind]["step"] > step)
-                out[kind] = {k: v[keep] for k, v in out[kind].items()}
-        start = seg_end
-    return out
+    # The few eval and resume lines are found with bytes.find and parsed as JSON; a resume splits
+    # the file into stretches whose train lines are read in bulk.
+    marked = [(pos, len(line), _json_line(line)) for pos, line in _lines_with(data, (b'"eval"', b'"resume"'))]
+    for pos, length, rec in [*marked, (len(data), 0, None)]:
+        rec = rec or {}
+        kind, step = rec.get("kind"), _number(rec.get("step")) or 0
+        if kind == "eval" and _number(rec.get("val_loss")) is not None:
+            evals.append((step, rec["val_loss"]))
+        if not (kind == "event" and rec.get("event") == "resume") and pos < len(data):
+            continue
+        seg = data[start:pos]
+        part = _fast_train(seg, keys) or _json_train(seg, keys)
+        train = {k: np.concatenate([train[k], part[k]]) for k in train}
+        if pos < len(data):
+            keep = ~(train["step"] > step)
+            train = {k: v[keep] for k, v in train.items()}
+            evals = [e for e in evals if e[0] <= step]
+        start = pos + length + 1
+    ev = np.array(evals, dtype=np.float64).reshape(-1, 2)
+    return {"train": train, "eval": {"step": ev[:, 0], "val_loss": ev[:, 1]}}
 
 
 # ---------------------------------------------------------------------------- export

@@ -127,12 +127,13 @@ def test_browse_sort_filter_select_compare_open(past_runs, tmp_path):
             await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), "the compare screen")
             compare = app.screen
             chart = compare.query_one("#compare-chart")
-            await wait_for(pilot, lambda: chart.points > 0, "curves")
+            await wait_for(pilot, lambda: chart.loaded == 2 and chart.points > 0, "curves")
             table = compare.query_one("#compare-table", DataTable)
             keys = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
             assert "train.max_steps" in keys and "best val" in keys
             for key in ("x", "x", "l", "plus", "v", "v"):
                 await pilot.press(key)
+                await app.workers.wait_for_complete()  # x reads the tokens / time columns
                 await pilot.pause()
                 assert chart.points > 0, key
             assert compare.view.x_axis == "time" and compare.view.log_y and chart.show_curves == "val"
