@@ -22,6 +22,8 @@ GG="$VENV/bin/gigagpt"
 case "${1:-}" in
   test)
     shift
+    # The Cerebras backend's tests need the SDK's own environment (~6 GB, built once, then reused).
+    scripts/cerebras-env.sh || echo "run.sh: no Cerebras SDK environment: its tests will be skipped" >&2
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   "")

@@ -10,12 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
-import signal
-import socket
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from contextlib import nullcontext
@@ -27,13 +23,13 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
-import gigagpt  # noqa: E402
 from gigagpt import rundir  # noqa: E402
 from gigagpt.config import (REPO, Config, ConfigError, check_cluster, dataset_info, from_dict, load_config,  # noqa: E402
-                            to_dict, to_toml)
+                            to_dict)
 from gigagpt.model import GPT  # noqa: E402
 from gigagpt.plan import flops_per_token, param_count, tokens_per_step  # noqa: E402
-from gigagpt.train import Meta, Tee, _same_file, draw_windows, load_windows, open_split  # noqa: E402
+from gigagpt.train import (draw_windows, finish_run, load_windows, open_split, start_run,  # noqa: E402
+                           watch_stop_signals)
 
 CPU = torch.device("cpu")
 
@@ -176,47 +172,15 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, stop_at: int | None 
     """Train cfg through the SDK in run_dir (new, or resumed from its last checkpoint). Exit code."""
     check_cluster(cfg)
     c = cfg.cerebras
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log_path = run_dir / "train.log"
-    if not _same_file(1, log_path):
-        log = open(log_path, "a", encoding="utf-8")
-        sys.stdout, sys.stderr = Tee(sys.stdout, log), Tee(sys.stderr, log)
-    old = rundir.read_meta(run_dir) if resume else {}
-    meta = Meta(run_dir / "meta.json", {
-        **old, "id": run_dir.name, "name": old.get("name", run_dir.name), "preset": old.get("preset", preset),
-        "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
-        "device": f"cerebras-{c.target.lower()}", "world_size": 1, "cerebras_systems": c.num_systems,
-        "command": argv or sys.argv, "created": old.get("created", time.time()), "failure": None,
-        "step": old.get("step", 0), "max_steps": cfg.train.max_steps, "params": param_count(cfg.model),
-        "tokens_per_step": tokens_per_step(cfg),
-        "versions": {"gigagpt": gigagpt.__version__, "torch": torch.__version__,
-                     "python": platform.python_version(), "cerebras_pytorch": sdk_version()},
-    })
-    (run_dir / "config.toml").write_text(to_toml(cfg))
-    meta.update()
-    threading.Thread(target=meta.beat_forever, daemon=True).start()
-    metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
-    stop_signal = []
-
-    def on_signal(signum, frame):
-        if not stop_signal:
-            print(f"received {signal.Signals(signum).name}: stopping after this step (a Cerebras run "
-                  f"resumes from its last checkpoint)", flush=True)
-        stop_signal.append(signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    meta, metrics = start_run(run_dir, cfg, resume, preset, argv, device=f"cerebras-{c.target.lower()}",
+                              cerebras_systems=c.num_systems, versions={"cerebras_pytorch": sdk_version()})
+    stop_signal = watch_stop_signals(" (a Cerebras run resumes from its last checkpoint)")
     try:
         status, reason = _train_loop(cfg, run_dir, resume, stop_at, meta, metrics, stop_signal)
     except Exception as e:  # noqa: BLE001 - any crash becomes a 'failed' run with its reason
         traceback.print_exc()
         status, reason = "failed", f"{type(e).__name__}: {first_lines(str(e), 1)}"
-    meta.stop.set()
-    rundir.append_jsonl(metrics, {"kind": "event", "event": status, "step": meta.data["step"],
-                                  "time": time.time(), **({"reason": reason} if reason else {})})
-    meta.update(status=status, failure=reason)
-    print(f"run {run_dir.name}: {status}" + (f" ({reason})" if reason else ""), flush=True)
-    return 1 if status == "failed" else 0
+    return finish_run(run_dir, meta, metrics, status, reason)
 
 
 def sdk_version() -> str:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from gigagpt import rundir
-from gigagpt.config import ConfigError, apply_overrides, from_dict, load_config, runs_root, validate
+from gigagpt.config import ConfigError, from_dict, load_config, runs_root, validate
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -240,6 +240,55 @@ class Meta:
             self.update()
 
 
+def start_run(run_dir: Path, cfg: Config, resume: bool, preset: str, argv, **fields):
+    """Open the run directory as its writer: train.log gets our output, meta.json says 'running'
+    (kept fresh by a heartbeat thread), config.toml the resolved config. Returns (meta, metrics)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "train.log"
+    if not _same_file(1, log_path):
+        log = open(log_path, "a", encoding="utf-8")
+        sys.stdout, sys.stderr = Tee(sys.stdout, log), Tee(sys.stderr, log)
+    old = rundir.read_meta(run_dir) if resume else {}
+    versions = {"gigagpt": gigagpt.__version__, "torch": torch.__version__,
+                "python": platform.python_version(), **fields.pop("versions", {})}
+    meta = Meta(run_dir / "meta.json", {
+        **old,
+        "id": run_dir.name, "name": old.get("name", run_dir.name), "preset": old.get("preset", preset),
+        "status": "running", "pid": os.getpid(), "host": socket.gethostname(), "world_size": 1,
+        "command": argv or sys.argv, "created": old.get("created", time.time()), "failure": None,
+        "step": old.get("step", 0), "max_steps": cfg.train.max_steps, "params": param_count(cfg.model),
+        "tokens_per_step": tokens_per_step(cfg), "versions": versions, **fields,
+    })
+    (run_dir / "config.toml").write_text(to_toml(cfg))
+    meta.update()
+    threading.Thread(target=meta.beat_forever, daemon=True).start()
+    return meta, open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+
+
+def watch_stop_signals(note: str = "") -> list:
+    """SIGTERM/SIGINT ask for a graceful stop: the returned list fills when one arrives."""
+    stop_signal = []
+
+    def on_signal(signum, frame):
+        if not stop_signal:
+            print(f"received {signal.Signals(signum).name}: stopping after this step{note}", flush=True)
+        stop_signal.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop_signal
+
+
+def finish_run(run_dir: Path, meta: Meta, metrics, status: str, reason: str | None, announce: bool = True) -> int:
+    meta.stop.set()
+    rundir.append_jsonl(metrics, {"kind": "event", "event": status, "step": meta.data["step"],
+                                  "time": time.time(), **({"reason": reason} if reason else {})})
+    meta.update(status=status, failure=reason)
+    if announce:
+        print(f"run {run_dir.name}: {status}" + (f" ({reason})" if reason else ""), flush=True)
+    return 1 if status == "failed" else 0
+
+
 def train(cfg: Config, run_dir: Path, device_name: str = "auto", resume: bool = False,
           stop_at: int | None = None, argv: list[str] | None = None, preset: str = "") -> int:
     """Train cfg in run_dir (new, or resumed from its last checkpoint). Returns the exit code.
@@ -247,59 +296,24 @@ def train(cfg: Config, run_dir: Path, device_name: str = "auto", resume: bool = 
     Under torchrun every rank calls this; rank 0 alone writes meta.json, metrics.jsonl, train.log.
     """
     rank, world, local_rank = dist.setup()
-    main = rank == 0
     device = pick_device(device_name)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        log_path = run_dir / "train.log"
-        if not _same_file(1, log_path):
-            log = open(log_path, "a", encoding="utf-8")
-            sys.stdout, sys.stderr = Tee(sys.stdout, log), Tee(sys.stderr, log)
-        old = rundir.read_meta(run_dir) if resume else {}
-        meta = Meta(run_dir / "meta.json", {
-            **old,
-            "id": run_dir.name, "name": old.get("name", run_dir.name), "preset": old.get("preset", preset),
-            "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
-            "device": str(device), "world_size": world, "command": argv or sys.argv,
-            "created": old.get("created", time.time()), "failure": None,
-            "step": old.get("step", 0), "max_steps": cfg.train.max_steps,
-            "params": param_count(cfg.model), "tokens_per_step": tokens_per_step(cfg),
-            "versions": {"gigagpt": gigagpt.__version__, "torch": torch.__version__,
-                         "python": platform.python_version()},
-        })
-        (run_dir / "config.toml").write_text(to_toml(cfg))
-        meta.update()
-        threading.Thread(target=meta.beat_forever, daemon=True).start()
-        metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+    if rank == 0:
+        meta, metrics = start_run(run_dir, cfg, resume, preset, argv, device=str(device), world_size=world)
     else:
         meta, metrics = Meta(None, {"step": 0}), open(os.devnull, "w")
-
-    stop_signal = []
-
-    def on_signal(signum, frame):
-        if not stop_signal:
-            print(f"received {signal.Signals(signum).name}: stopping after this step", flush=True)
-        stop_signal.append(signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_signal = watch_stop_signals()
     try:
         status, reason = _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signal,
                                      rank, world)
     except Exception as e:  # noqa: BLE001 - any crash becomes a 'failed' run with its reason
         traceback.print_exc()
         status, reason = "failed", f"{type(e).__name__}: {e}"
-    meta.stop.set()
-    rundir.append_jsonl(metrics, {"kind": "event", "event": status, "step": meta.data["step"],
-                                  "time": time.time(), **({"reason": reason} if reason else {})})
-    meta.update(status=status, failure=reason)
-    if main:
-        print(f"run {run_dir.name}: {status}" + (f" ({reason})" if reason else ""), flush=True)
+    code = finish_run(run_dir, meta, metrics, status, reason, announce=rank == 0)
     if world > 1 and status != "failed":
         torch.distributed.destroy_process_group()
-    return 1 if status == "failed" else 0
+    return code
 
 
 def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signal, rank, world):
