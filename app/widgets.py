@@ -9,6 +9,7 @@ import numpy as np
 from plotext import _utility as plotext_utility
 from rich.style import Style
 from rich.text import Span, Text
+from textual.binding import Binding
 from textual_plotext import PlotextPlot
 
 from app.runs import RunTail, Smoother, downsample
@@ -30,6 +31,33 @@ class ChartView:
     def smoother(self, up: bool) -> None:
         i = min(range(len(SMOOTHING)), key=lambda j: abs(SMOOTHING[j] - self.smoothing))
         self.smoothing = SMOOTHING[max(0, min(len(SMOOTHING) - 1, i + (1 if up else -1)))]
+
+
+class ChartKeys:
+    """The chart view keys of a screen with a `view` (ChartView) and a `view_changed()` redraw:
+    l log-y, +/- smoothing, x the x axis. Screens list VIEW_BINDINGS among their BINDINGS."""
+
+    VIEW_BINDINGS = [
+        Binding("l", "log_y", "Log-y"),
+        Binding("plus,equals_sign", "smoothing(True)", "Smooth+"),
+        Binding("minus", "smoothing(False)", "Smooth-"),
+        Binding("x", "x_axis", "X axis"),
+    ]
+
+    def action_log_y(self) -> None:
+        self.view.log_y = not self.view.log_y
+        self.view_changed()
+
+    def action_smoothing(self, up: bool) -> None:
+        self.view.smoother(up)
+        self.view_changed()
+
+    def action_x_axis(self) -> None:
+        self.view.next_x_axis()
+        self.view_changed()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
 
 
 def x_values(columns, axis: str, t0: float) -> np.ndarray:

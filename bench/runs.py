@@ -10,7 +10,6 @@ Runs are written directly, no training. The page cache is warm in both (the file
 written): a cold disk adds its read time.
 """
 import argparse
-import json
 import socket
 import statistics
 import sys

@@ -7,7 +7,6 @@ re-reads only what changed (docs/run-format.md, "Summary cache").
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -18,14 +17,13 @@ import signal
 import socket
 import sys
 import time
-import tomllib
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from gigagpt import rundir
-from gigagpt.config import runs_root
+from gigagpt.config import runs_root, tomllib  # tomllib, or tomli before Python 3.11
 from gigagpt.rundir import RunError
 
 SUMMARY_CACHE = ".summaries.json"

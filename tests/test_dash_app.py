@@ -23,10 +23,10 @@ SAFETY_TIMEOUT = 150  # a net for a hung test, not a speed requirement: conditio
 
 @pytest.fixture(autouse=True)
 def no_leftover_processes():
-    """Kill every trainer (and fake trainer) a test started, whatever the test did."""
+    """Kill every trainer, sampler (and stand-in process) a test started, whatever the test did."""
     fakes = []
     yield fakes
-    for proc in [*launch.STARTED, *fakes]:
+    for proc in [*launch.STARTED, *launch.HELPERS, *fakes]:
         if proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -34,6 +34,7 @@ def no_leftover_processes():
                 pass
             proc.wait(timeout=30)
     launch.STARTED.clear()
+    launch.HELPERS.clear()
 
 
 def run(coro):

@@ -1,16 +1,12 @@
 """The runs screen, the compare screen and the sample modal, driven with Pilot on real run
 directories from real tiny trainings (tests/conftest.py: past_runs)."""
-import asyncio
 import csv
-import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 
-import pytest
 from textual.widgets import DataTable, Input, Static
 
 from app import launch
@@ -21,44 +17,12 @@ from app.screens.live import LiveScreen
 from app.screens.runs import RunsScreen
 from app.screens.sample import SampleScreen
 from gigagpt import rundir
-from test_runs import damage
-
-SAFETY_TIMEOUT = 150  # a net for a hung test, not a speed requirement: conditions are awaited
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_processes():
-    """Kill every trainer, sampler and stand-in process a test started, whatever it did."""
-    extra = []
-    yield extra
-    for proc in [*launch.STARTED, *launch.HELPERS, *extra]:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=30)
-    launch.STARTED.clear()
-    launch.HELPERS.clear()
+from test_dash_app import SAFETY_TIMEOUT, no_leftover_processes, run, wait_for  # noqa: F401 - an autouse fixture
+from test_runs import copy_runs, damage
 
 
-def run(coro):
-    asyncio.run(coro)
-
-
-async def wait_for(pilot, condition, what: str):
-    deadline = time.monotonic() + SAFETY_TIMEOUT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await pilot.pause(0.1)
-
-
-def copy_runs(past_runs, tmp_path, *names):
-    root = tmp_path / "runs"
-    for name in names:
-        shutil.copytree(past_runs / name, root / name)
-    return root
+def browser(root):
+    return DashApp(root, probe=False, refresh=0.2, browse=True)
 
 
 async def open_browser(app, pilot) -> RunsScreen:
@@ -81,18 +45,19 @@ async def go_to(pilot, screen, run_id):
 
 
 async def answer(pilot, app, text):
-    """Type into the open AskScreen, replacing its value, and press enter."""
+    """Put text in the open AskScreen's box (typed when short, pasted when long) and press enter."""
     assert isinstance(app.screen, AskScreen)
     box = app.screen.query_one("#ask-input", Input)
-    box.value = ""
-    await pilot.press(*text) if text else None
+    box.value = "" if len(text) <= 20 else text
+    if 0 < len(text) <= 20:
+        await pilot.press(*text)
     await pilot.press("enter")
     await pilot.pause()
 
 
 def test_browse_sort_filter_select_compare_open(past_runs, tmp_path):
     async def go():
-        app = DashApp(past_runs, probe=False, refresh=0.2, browse=True)
+        app = browser(past_runs)
         async with app.run_test(size=(100, 30)) as pilot:
             runs = await open_browser(app, pilot)
             assert sorted(table_ids(runs)) == ["crashed", "done", "failed", "stopped"]
@@ -172,7 +137,7 @@ def test_rename_tags_and_delete(past_runs, tmp_path, no_leftover_processes):
     rundir.write_json(root / "crashed" / "meta.json", meta)
 
     async def go():
-        app = DashApp(root, probe=False, refresh=0.2, browse=True)
+        app = browser(root)
         async with app.run_test(size=(100, 30)) as pilot:
             runs = await open_browser(app, pilot)
             await go_to(pilot, runs, "done")
@@ -219,7 +184,7 @@ def test_resume_asks_for_steps_and_runs_on(past_runs, tmp_path):
     root = copy_runs(past_runs, tmp_path, "stopped", "done")
 
     async def go():
-        app = DashApp(root, probe=False, refresh=0.2, browse=True)
+        app = browser(root)
         async with app.run_test(size=(100, 30)) as pilot:
             runs = await open_browser(app, pilot)
             await go_to(pilot, runs, "done")
@@ -249,7 +214,7 @@ def test_resume_asks_for_steps_and_runs_on(past_runs, tmp_path):
 
 def test_export_csv_and_tensorboard(past_runs, tmp_path):
     async def go():
-        app = DashApp(past_runs, probe=False, refresh=0.2, browse=True)
+        app = browser(past_runs)
         async with app.run_test(size=(100, 30)) as pilot:
             runs = await open_browser(app, pilot)
             await go_to(pilot, runs, "done")
@@ -274,7 +239,7 @@ def test_export_csv_and_tensorboard(past_runs, tmp_path):
 
 def test_sample_generates_and_cancels(past_runs, tmp_path, gpt2_ready):
     async def go():
-        app = DashApp(past_runs, probe=False, refresh=0.2, browse=True)
+        app = browser(past_runs)
         async with app.run_test(size=(100, 30)) as pilot:
             runs = await open_browser(app, pilot)
             await go_to(pilot, runs, "failed")
@@ -314,7 +279,7 @@ def test_damaged_runs_never_break_the_screen(past_runs, tmp_path):
     damage(root, past_runs)
 
     async def go():
-        app = DashApp(root, probe=False, refresh=0.2, browse=True)
+        app = browser(root)
         async with app.run_test(size=(100, 30)) as pilot:
             runs = await open_browser(app, pilot)
             assert sorted(table_ids(runs)) == ["bad-ckpt", "bad-meta", "done", "garbage", "no-meta"]

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from app.widgets import RUN_COLORS, SHOW_CURVES, ChartView, CompareChart
+from app.widgets import RUN_COLORS, SHOW_CURVES, ChartKeys, ChartView, CompareChart
 from gigagpt import runs
 
 LABEL_WIDTH = 18
@@ -21,15 +21,12 @@ def short(name: str, width: int = LABEL_WIDTH) -> str:
     return name if len(name) <= width else name[:width - 1] + "…"
 
 
-class CompareScreen(Screen):
+class CompareScreen(ChartKeys, Screen):
     HELP = ("Each run in its own colour: smoothed train loss (lines), val loss (points).\n"
             "Smoothing is the debiased EMA of the live screen. The table lists each run's\n"
             "results, then every config key whose value differs between the runs.")
     BINDINGS = [
-        Binding("l", "log_y", "Log-y"),
-        Binding("plus,equals_sign", "smoothing(True)", "Smooth+"),
-        Binding("minus", "smoothing(False)", "Smooth-"),
-        Binding("x", "x_axis", "X axis"),
+        *ChartKeys.VIEW_BINDINGS,
         Binding("v", "curves", "Train/val"),
         Binding("q,escape", "back", "Back"),
         Binding("question_mark", "app.help", "Help"),
@@ -101,17 +98,6 @@ class CompareScreen(Screen):
 
     def view_changed(self) -> None:
         self.query_one(CompareChart).refresh()
-
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
-    def action_log_y(self) -> None:
-        self.view.log_y = not self.view.log_y
-        self.view_changed()
-
-    def action_smoothing(self, up: bool) -> None:
-        self.view.smoother(up)
-        self.view_changed()
 
     def action_x_axis(self) -> None:
         self.view.next_x_axis()

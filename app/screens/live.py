@@ -15,7 +15,7 @@ from app import launch
 from app.runs import RunTail
 from app.screens.dialogs import ConfirmScreen
 from app.screens.home import STATUS_STYLE
-from app.widgets import ChartView, LossChart, MemoryChart, RunChart, ThroughputChart, clock
+from app.widgets import ChartKeys, ChartView, LossChart, MemoryChart, RunChart, ThroughputChart, clock
 
 ENDED_BADLY = ("failed", "crashed", "not started", "unreadable")
 # While data streams in, chart redraws may use this share of one core; on a big terminal or a slow
@@ -23,17 +23,14 @@ ENDED_BADLY = ("failed", "crashed", "not started", "unreadable")
 CHART_CPU_SHARE = 0.025
 
 
-class LiveScreen(Screen):
+class LiveScreen(ChartKeys, Screen):
     HELP = ("Loss: raw (gray, min/max per column), debiased EMA (cyan), validation (orange).\n"
             "s asks the trainer to checkpoint and stop (resumable: gigagpt resume RUN);\n"
             "k kills it at once: steps since the last checkpoint are lost.")
     BINDINGS = [
         Binding("s", "stop", "Stop"),
         Binding("k", "kill", "Kill"),
-        Binding("l", "log_y", "Log-y"),
-        Binding("plus,equals_sign", "smoothing(True)", "Smooth+"),
-        Binding("minus", "smoothing(False)", "Smooth-"),
-        Binding("x", "x_axis", "X axis"),
+        *ChartKeys.VIEW_BINDINGS,
         Binding("q,escape", "back", "Back"),
         Binding("question_mark", "app.help", "Help"),
     ]
@@ -127,21 +124,6 @@ class LiveScreen(Screen):
         return Text("\n").join([line1, line2])
 
     # -- keys
-
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
-    def action_log_y(self) -> None:
-        self.view.log_y = not self.view.log_y
-        self.view_changed()
-
-    def action_smoothing(self, up: bool) -> None:
-        self.view.smoother(up)
-        self.view_changed()
-
-    def action_x_axis(self) -> None:
-        self.view.next_x_axis()
-        self.view_changed()
 
     def view_changed(self) -> None:
         self.query_one("#run-header", Static).update(self.header(self.app.status(self.tail.id)))

@@ -441,27 +441,30 @@ class RunsScreen(Screen):
         self.notify(message)
         self.reload()
 
-    def action_stop(self) -> None:
-        row = self.one_target("stop")
+    def running_target(self, verb: str) -> tuple[dict, int] | None:
+        """The run under the cursor and its live trainer's pid, or None (said why)."""
+        row = self.one_target(verb)
         if row is None:
-            return
+            return None
         try:
-            pid = runs.running_pid(Path(row["path"]))
+            return row, runs.running_pid(Path(row["path"]))
         except (RunError, OSError) as e:
-            self.notify(f"cannot stop: {e}", severity="warning")
+            self.notify(f"cannot {verb}: {e}", severity="warning")
+            return None
+
+    def action_stop(self) -> None:
+        target = self.running_target("stop")
+        if target is None:
             return
+        row, pid = target
         launch.send(pid, signal.SIGTERM)
         self.notify(f"stop requested: {row['id']} checkpoints after this step, then exits")
 
     def action_kill(self) -> None:
-        row = self.one_target("kill")
-        if row is None:
+        target = self.running_target("kill")
+        if target is None:
             return
-        try:
-            pid = runs.running_pid(Path(row["path"]))
-        except (RunError, OSError) as e:
-            self.notify(f"cannot kill: {e}", severity="warning")
-            return
+        row, pid = target
 
         def answered(yes: bool | None) -> None:
             if yes:
