@@ -27,6 +27,8 @@ FORM_FIELDS = {
     "train.lr": "lr",
     "train.dtype": "dtype",
     "train.compile": "compile",
+    "train.parallel": "parallel",
+    "train.activation_checkpointing": "act. ckpt",
     "train.eval_interval": "eval every",
     "train.checkpoint_interval": "ckpt every",
 }
@@ -147,16 +149,49 @@ def probe_devices(timeout: float = 60) -> tuple[list[Device], str | None]:
     return devices, None
 
 
-def plan_row(cfg: Config, device: Device) -> dict:
-    mem = plan.memory_estimate(cfg)
-    return {"params": plan.param_count(cfg.model), "flops": plan.flops_per_token(cfg.model),
-            "memory": mem, "fits": mem["total"] <= device.memory}
+def strategy_for(cfg: Config, nproc: int, device: Device) -> str:
+    """What the trainer will do with nproc processes (train.parallel "auto" asks the planner)."""
+    if nproc == 1:
+        return "none"
+    if cfg.train.parallel != "auto":
+        return cfg.train.parallel
+    return "ddp" if plan.fits(cfg, nproc, "ddp", per_process_memory(device, nproc)) else "fsdp"
+
+
+def per_process_memory(device: Device, nproc: int) -> float:
+    """Each GPU is its own; CPU (and MPS) processes share one machine's memory."""
+    return device.memory if device.kind == "cuda" else device.memory / nproc
+
+
+def plan_row(cfg: Config, device: Device, nproc: int = 1) -> dict:
+    strategy = strategy_for(cfg, nproc, device)
+    mem = plan.memory_estimate(cfg, nproc, strategy)
+    return {"params": plan.param_count(cfg.model), "flops": plan.flops_per_token(cfg.model), "memory": mem,
+            "strategy": strategy, "fits": mem["total"] <= per_process_memory(device, nproc)}
+
+
+def check_nproc(text: str, cfg: Config, devices: list[Device], device: Device) -> int:
+    """The processes field: a whole number the batch splits across, and GPUs enough for it."""
+    try:
+        nproc = int(text.strip() or "1")
+    except ValueError:
+        raise ConfigError(f"processes = {text!r}: must be a whole number >= 1") from None
+    if nproc < 1:
+        raise ConfigError(f"processes = {nproc}: must be >= 1")
+    gpus = sum(d.kind == "cuda" for d in devices)
+    if device.kind == "cuda" and nproc > gpus:
+        raise ConfigError(f"processes = {nproc}: one per GPU, and {gpus} GPU(s) were found")
+    if not plan.valid_world(cfg, nproc):
+        raise ConfigError(f"processes = {nproc}: train.batch_size = {cfg.train.batch_size} or "
+                          f"train.grad_accum = {cfg.train.grad_accum} must be divisible by it")
+    return nproc
 
 
 # ---------------------------------------------------------------------------- processes
 
-def launch(preset: Preset, overrides: list[str], name: str, device: Device, root: Path) -> Path:
-    """Start `gigagpt train` detached (own session, output to the run's train.log). Its run dir."""
+def launch(preset: Preset, overrides: list[str], name: str, device: Device, root: Path, nproc: int = 1) -> Path:
+    """Start `gigagpt train` detached (own session, output to the run's train.log). Its run dir.
+    With nproc > 1 it runs under torchrun, on the first nproc GPUs or as nproc CPU processes."""
     root = Path(root).resolve()
     run_id = rundir.new_run_id(root, rundir.check_run_id(name or preset.name))
     run_dir = root / run_id
@@ -164,7 +199,9 @@ def launch(preset: Preset, overrides: list[str], name: str, device: Device, root
     cmd = ["train", str(preset.path.resolve()), "--run-dir", str(run_dir), "--device", device.kind]
     for text in overrides:
         cmd += ["--set", text]
-    start(cmd, run_dir, device.env)
+    if nproc > 1:
+        cmd += ["--nproc", str(nproc)]
+    start(cmd, run_dir, device.env if nproc == 1 else {})
     return run_dir
 
 

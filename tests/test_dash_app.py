@@ -287,3 +287,30 @@ def test_long_metrics_file_opens_from_its_end(tmp_path, monkeypatch):
             assert len(live.tail.series.train) == 5000
             assert "loading history" not in screen_text(live.query_one("#run-header", Static))
     run(go())
+
+
+def test_launch_with_two_processes(tmp_path, dataset):
+    """The processes field launches through torchrun (2 CPU processes, gloo); the header shows x 2."""
+    async def go():
+        app = new_app(tmp_path)
+        async with app.run_test(size=(120, 36)) as pilot:
+            home = app.screen
+            box = home.query_one("#nproc", Input)
+            box.value = "3"  # tiny's batch of 8 does not split across 3
+            await pilot.pause()
+            assert "processes = 3" in screen_text(home.query_one("#form-error", Static)) and box.has_class("-invalid")
+            box.value = "2"
+            await pilot.pause()
+            home.query_one("#f-train-parallel", Select).value = "fsdp"
+            live = await fill_form_and_launch(app, pilot, "two")
+            await wait_for_points(pilot, live)
+            await wait_for(pilot, lambda: "x 2" in screen_text(live.query_one("#run-header", Static)), "x 2")
+            await pilot.press("s")
+            await wait_for(pilot, lambda: app.status(live.tail.id) == "stopped", "status stopped")
+        run_dir = only_run_dir(tmp_path)
+        meta = rundir.read_meta(run_dir)
+        assert meta["world_size"] == 2 and meta["status"] == "stopped"
+        assert rundir.checkpoints(run_dir)[-1].suffix == ".dcp"
+        start = next(r for r in rundir.load_metrics(run_dir) if r.get("event") == "start")
+        assert start["parallel"] == "fsdp"
+    run(go())

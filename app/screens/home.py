@@ -17,7 +17,8 @@ from gigagpt.config import ConfigError
 
 STATUS_STYLE = {"running": "bold green", "starting": "green", "completed": "cyan", "stopped": "yellow",
                 "failed": "bold red", "crashed": "bold red", "not started": "red", "unreadable": "red"}
-CHOICE_FIELDS = {"train.dtype": ("bfloat16", "float32"), "train.compile": ("false", "true")}
+CHOICE_FIELDS = {"train.dtype": ("bfloat16", "float32"), "train.compile": ("false", "true"),
+                 "train.parallel": ("auto", "ddp", "fsdp"), "train.activation_checkpointing": ("false", "true")}
 
 
 def field_id(key: str) -> str:
@@ -45,6 +46,7 @@ class HomeScreen(Screen):
         self.presets: list[Preset] = launch.find_presets(self.app.config_dirs)
         self.preset: Preset | None = None
         self.run_order: list[str] = []
+        self.nproc = 1  # the processes field, once valid
 
     # -- layout
 
@@ -66,6 +68,7 @@ class HomeScreen(Screen):
                     else:
                         widget = Input(id=field_id(key), compact=True)
                     yield self._row(label, widget)
+                yield self._row("processes", Input("1", id="nproc", compact=True, restrict=r"[0-9]*"))
                 yield self._row("run name", Input(id="run-name", compact=True, placeholder="preset name"))
                 yield Button("Launch  ^r", id="launch", variant="primary", compact=True)
                 yield Static(id="form-error")
@@ -149,12 +152,14 @@ class HomeScreen(Screen):
         dataset = self.query_one("#dataset", Select).value
         try:
             result = launch.config_from_form(self.preset, None if dataset == Select.NULL else dataset, self.form())
+            self.nproc = launch.check_nproc(self.query_one("#nproc", Input).value, result[0], self.app.devices,
+                                            self.device)
         except ConfigError as e:
             message = str(e)
             # Mark the field that the message names (the core says "train.lr = 'x': ...").
-            for key in [*FORM_FIELDS, "data.dataset"]:
+            for key in ["processes", *FORM_FIELDS, "data.dataset"]:
                 if key in message:
-                    widget_id = "dataset" if key == "data.dataset" else field_id(key)
+                    widget_id = {"data.dataset": "dataset", "processes": "nproc"}.get(key, field_id(key))
                     self.query_one(f"#{widget_id}").add_class("-invalid")
                     break
             error.update(Text(message, style="bold red"))
@@ -173,8 +178,8 @@ class HomeScreen(Screen):
             if cfg is None:
                 cells = ("?", "?", "?", Text("error", style="red"))
             else:
-                row = launch.plan_row(cfg, device)
-                cells = (plan.human(row["params"]), plan.human(row["flops"]),
+                row = launch.plan_row(cfg, device, self.nproc if preset is self.preset else 1)
+                cells = (plan.human_count(row["params"]), plan.human(row["flops"]),
                          plan.human_bytes(row["memory"]["total"]),
                          Text("yes", style="green") if row["fits"] else Text("no", style="bold red"))
             for column, value in zip(("params", "flops", "memory", "fits"), cells):
@@ -188,16 +193,16 @@ class HomeScreen(Screen):
         if preset.error:
             return Text(preset.error, style="red")
         cfg = form_cfg or preset.cfg
-        row = launch.plan_row(cfg, device)
+        row = launch.plan_row(cfg, device, self.nproc)
         mem = row["memory"]
         fits = Text("fits", style="green") if row["fits"] else Text("does NOT fit", style="bold red")
         return Text.assemble(
-            (preset.name, "bold"), f" · {plan.human(row['params'])} params · "
+            (preset.name, "bold"), f" · {plan.human_count(row['params'])} params · "
             f"{plan.human(row['flops'])}FLOP/token · {plan.tokens_per_step(cfg):,} tokens/step\n",
-            f"per device {plan.human_bytes(mem['total'])}: "
-            + ", ".join(f"{part} {plan.human_bytes(size)}" for part, size in mem.items() if part != "total")
-            + f" (batch {cfg.train.batch_size})\n",
-            fits, f" in {device.label}")
+            f"{plan.human_bytes(mem['total'])} per device: "
+            + " · ".join(f"{part} {plan.human_bytes(size)}" for part, size in mem.items() if part != "total")
+            + "\n", fits, f" in {device.label}",
+            f" · {self.nproc} processes, {row['strategy']}" if self.nproc > 1 else "")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "presets" and event.row_key.value:
@@ -241,7 +246,7 @@ class HomeScreen(Screen):
         _, overrides = checked
         name = self.query_one("#run-name", Input).value.strip()
         try:
-            run_dir = launch.launch(self.preset, overrides, name, self.device, self.app.runs_root)
+            run_dir = launch.launch(self.preset, overrides, name, self.device, self.app.runs_root, self.nproc)
         except (rundir.RunError, OSError) as e:
             self.query_one("#form-error", Static).update(Text(str(e), style="bold red"))
             self.app.bell()

@@ -114,7 +114,8 @@ class LiveScreen(ChartKeys, Screen):
             (tail.id, "bold"), f"  step {meta.get('step', 0)}/{meta.get('max_steps', '?')}",
             f"  elapsed {clock(tail.elapsed_seconds(status))}",
             f"  ETA {clock(tail.eta_seconds()) if status == 'running' else '–'}",
-            f"  {meta.get('device', '')}", (history + bad, "yellow"))
+            f"  {meta.get('device', '')}" + (f" x {meta['world_size']}" if meta.get("world_size", 1) > 1 else ""),
+            (history + bad, "yellow"))
         line2 = Text.assemble(
             f" lr {lr:.2e}" if lr is not None else " lr –",
             "  loss ", (f"{loss:.4f}" if loss is not None else "–", "bold"),
