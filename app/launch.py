@@ -17,7 +17,7 @@ import psutil
 
 from gigagpt import plan, rundir, runs
 from gigagpt.cli import REPO_CONFIGS
-from gigagpt.config import Config, ConfigError, data_root, load_config
+from gigagpt.config import Config, ConfigError, cerebras_python, check_cluster, data_root, load_config
 
 # The form: config key -> label. Order is the form's order.
 FORM_FIELDS = {
@@ -29,6 +29,8 @@ FORM_FIELDS = {
     "train.compile": "compile",
     "train.parallel": "parallel",
     "train.activation_checkpointing": "act. ckpt",
+    "train.backend": "backend",
+    "cerebras.target": "cerebras",
     "train.eval_interval": "eval every",
     "train.checkpoint_interval": "ckpt every",
 }
@@ -93,6 +95,29 @@ def config_from_form(preset: Preset, dataset: str | None, values: dict[str, str]
         # The core's message, less where it came from: in the form, the user typed it here.
         message = str(e).removeprefix("--set ").removeprefix(f"{preset.path}: ")
         raise ConfigError(message) from None
+
+
+def cerebras_problem(cfg: Config) -> str | None:
+    """Why a Cerebras launch of cfg cannot start here (no SDK environment, no cluster), or None.
+    Pure checks of files and settings: no SDK import, nothing slow."""
+    if cfg.train.backend != "cerebras":
+        return None
+    try:
+        cerebras_python()
+        check_cluster(cfg)
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+def check_csx(preset: Preset, overrides: list[str]) -> tuple[bool, str]:
+    """`gigagpt check-csx` (trace and lower for CSX, no cluster; 5-40 s): (passed, its last line)."""
+    cmd = [sys.executable, "-m", "gigagpt", "check-csx", str(preset.path.resolve())]
+    for text in overrides:
+        cmd += ["--set", text]
+    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    return proc.returncode == 0, lines[-1] if lines else f"check-csx exited {proc.returncode}"
 
 
 def datasets() -> list[str]:

@@ -135,3 +135,34 @@ def test_check_csx_names_the_op_the_compiler_rejects(tmp_path):
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert proc.returncode == 1
     assert "check-csx tiny: FAILED" in proc.stdout and "with a bool tensor is not supported" in proc.stdout
+
+
+@needs_sdk
+def test_dashboard_offers_check_csx_and_refuses_a_launch_without_a_cluster(dataset, tmp_path):
+    """The launch screen with backend cerebras: launching on CSX with no cluster is refused with the
+    missing setting named; ctrl+t runs the real check-csx (the SDK lowers tiny for CSX)."""
+    import asyncio
+
+    from textual.widgets import Select, Static
+
+    from app.main import DashApp
+
+    async def go():
+        app = DashApp(tmp_path / "runs", probe=False, refresh=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            home = app.screen
+            home.query_one("#dataset", Select).value = "walk"
+            home.query_one("#f-train-backend", Select).value = "cerebras"
+            await pilot.pause()
+            await pilot.press("ctrl+r")
+            await pilot.pause()
+            error = str(home.query_one("#form-error", Static).content)
+            assert "cerebras.mgmt_address" in error and not (tmp_path / "runs").exists()
+            await pilot.press("ctrl+t")
+            deadline = time.monotonic() + 180
+            while "OK: lowered for CSX" not in str(home.query_one("#form-error", Static).content):
+                assert time.monotonic() < deadline, str(home.query_one("#form-error", Static).content)
+                await pilot.pause(0.5)
+            assert home.csx_passed
+
+    asyncio.run(go())

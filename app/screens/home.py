@@ -12,13 +12,20 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sel
 
 from app import launch
 from app.launch import FORM_FIELDS, Device, Preset
+from app.screens.dialogs import ConfirmScreen
 from gigagpt import plan, rundir
 from gigagpt.config import ConfigError
 
 STATUS_STYLE = {"running": "bold green", "starting": "green", "completed": "cyan", "stopped": "yellow",
                 "failed": "bold red", "crashed": "bold red", "not started": "red", "unreadable": "red"}
 CHOICE_FIELDS = {"train.dtype": ("bfloat16", "float32"), "train.compile": ("false", "true"),
-                 "train.parallel": ("auto", "ddp", "fsdp"), "train.activation_checkpointing": ("false", "true")}
+                 "train.parallel": ("auto", "ddp", "fsdp"), "train.activation_checkpointing": ("false", "true"),
+                 "train.backend": ("torch", "cerebras"), "cerebras.target": ("CSX", "CPU")}
+
+
+def launch_question() -> ConfirmScreen:
+    return ConfirmScreen("This config has not been checked for CSX.\n"
+                         "y: run check-csx now (5-40 s), then launch if it compiles\nn: launch without checking")
 
 
 def field_id(key: str) -> str:
@@ -30,9 +37,12 @@ class HomeScreen(Screen):
             "tab moves through the form, esc leaves it. Enter on a run opens it.\n"
             "b browses every run: sort, filter, compare, resume, sample, export, delete.\n"
             "Memory is per device, no sharding: fp32 weights, grads, AdamW states, activations.\n"
-            "Runs keep going when the dashboard quits; it re-attaches to them when it starts.")
+            "Runs keep going when the dashboard quits; it re-attaches to them when it starts.\n"
+            "backend cerebras: ctrl+t checks that the config compiles for CSX (no cluster needed);\n"
+            "launching on CSX offers that check first.")
     BINDINGS = [
         Binding("ctrl+r", "launch", "Launch", priority=True),
+        Binding("ctrl+t", "check_csx", "Check CSX", priority=True),
         Binding("p", "focus_table('presets')", "Presets"),
         Binding("r", "focus_table('runs')", "Recent runs"),
         Binding("b", "browse", "Browse runs"),
@@ -47,6 +57,7 @@ class HomeScreen(Screen):
         self.preset: Preset | None = None
         self.run_order: list[str] = []
         self.nproc = 1  # the processes field, once valid
+        self.csx_passed: set[tuple] = set()  # override sets that `check-csx` lowered for CSX
 
     # -- layout
 
@@ -243,7 +254,51 @@ class HomeScreen(Screen):
             self.notify("not launched: " + str(self.query_one("#form-error", Static).content),
                         severity="error")
             return
-        _, overrides = checked
+        cfg, overrides = checked
+        problem = launch.cerebras_problem(cfg)
+        if problem:
+            self.query_one("#form-error", Static).update(Text(problem, style="bold red"))
+            self.app.bell()
+            return
+        if cfg.train.backend == "cerebras" and cfg.cerebras.target == "CSX" and tuple(overrides) not in self.csx_passed:
+            def answered(check_first: bool) -> None:
+                if check_first:
+                    self.run_check_csx(overrides, then_launch=True)
+                else:
+                    self.launch_now(overrides)
+
+            self.app.push_screen(launch_question(), answered)
+            return
+        self.launch_now(overrides)
+
+    def action_check_csx(self) -> None:
+        checked = self.check_form()
+        if checked is None:
+            self.app.bell()
+            return
+        self.run_check_csx(checked[1], then_launch=False)
+
+    def run_check_csx(self, overrides: list[str], then_launch: bool) -> None:
+        status = self.query_one("#form-error", Static)
+        status.update(Text("check-csx: tracing and lowering for CSX (5-40 s) ...", style="yellow"))
+        preset = self.preset
+
+        def work() -> None:
+            passed, last = launch.check_csx(preset, overrides)
+            self.app.call_from_thread(self.csx_checked, overrides, passed, last, then_launch)
+
+        self.run_worker(work, thread=True, exclusive=True, group="check-csx", exit_on_error=False)
+
+    def csx_checked(self, overrides: list[str], passed: bool, last: str, then_launch: bool) -> None:
+        self.query_one("#form-error", Static).update(Text(last, style="green" if passed else "bold red"))
+        if passed:
+            self.csx_passed.add(tuple(overrides))
+            if then_launch:
+                self.launch_now(overrides)
+        else:
+            self.app.bell()
+
+    def launch_now(self, overrides: list[str]) -> None:
         name = self.query_one("#run-name", Input).value.strip()
         try:
             run_dir = launch.launch(self.preset, overrides, name, self.device, self.app.runs_root, self.nproc)
