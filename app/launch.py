@@ -245,10 +245,10 @@ def start(args: list[str], run_dir: Path, env: dict | None = None) -> subprocess
     return proc
 
 
-def reap() -> dict[str, bool]:
-    """Collect exited children (no zombies); {run id: still alive} for the ones started here
+def reap() -> dict[Path, bool]:
+    """Collect exited children (no zombies); {run dir: still alive} for the ones started here
     (the latest start of a run counts: a resumed run was started twice)."""
-    return {proc.run_dir.name: proc.poll() is None for proc in STARTED}
+    return {proc.run_dir: proc.poll() is None for proc in STARTED}
 
 
 def send(pid: int, sig: signal.Signals) -> None:

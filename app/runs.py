@@ -147,9 +147,10 @@ class RunTail:
     copy what they draw.
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, key: str | None = None):
         self.dir = Path(run_dir)
         self.id = self.dir.name
+        self.key = key or self.id  # the dashboard's name for it: ids may repeat across runs roots
         self.lock = threading.Lock()
         self.series = Series()
         self.generation = 0  # bumped whenever rows were replaced, not just appended

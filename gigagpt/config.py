@@ -229,7 +229,8 @@ def settings_path() -> Path | None:
 def settings() -> dict:
     """This machine's settings (TOML), {} without a file:
     [python] cerebras = "/path/to/python"  (the interpreter of the Cerebras SDK's environment)
-    [cerebras] mgmt_address = "...", ...   (defaults for every config's [cerebras] section)"""
+    [cerebras] mgmt_address = "...", ...   (defaults for every config's [cerebras] section)
+    [runs] roots = ["/path/a", ...]        (more runs roots to browse: extra_runs_roots())"""
     path = settings_path()
     if path is None:
         return {}
@@ -238,10 +239,26 @@ def settings() -> dict:
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: settings file not readable as TOML: {e}") from None
     for key, value in raw.items():
-        if key not in ("python", "cerebras") or not isinstance(value, dict):
-            raise ConfigError(f"{path}: {key}: unknown; the settings file has [python] and [cerebras] tables")
+        if key not in ("python", "cerebras", "runs") or not isinstance(value, dict):
+            raise ConfigError(f"{path}: {key}: unknown; the settings file has [python], [cerebras] and [runs] tables")
     from_dict({"cerebras": raw.get("cerebras", {})}, str(path))  # same keys and types as a config's
     return raw
+
+
+def extra_runs_roots() -> list[Path]:
+    """Settings [runs] roots: more runs roots, browsed (listed, opened, resumed...) besides the
+    runs root (--runs-root, else $GIGAGPT_RUNS or ./runs), where new runs are launched. `~` is
+    expanded; a relative path is relative to the settings file. Whether they exist is the
+    caller's to say (gigagpt.runs.root_problem)."""
+    path = settings_path()
+    raw = settings().get("runs", {})
+    unknown = set(raw) - {"roots"}
+    if unknown:
+        raise ConfigError(f"{path}: [runs] {', '.join(sorted(unknown))}: unknown; [runs] has roots")
+    roots = raw.get("roots", [])
+    if not isinstance(roots, list) or not all(isinstance(r, str) and r for r in roots):
+        raise ConfigError(f"{path}: [runs] roots = {roots!r}: must be a list of paths (strings)")
+    return [path.parent / Path(r).expanduser() for r in roots]  # an absolute path stays itself
 
 
 CEREBRAS_ENV = REPO / ".venv-cerebras"  # where scripts/cerebras-env.sh builds the SDK's environment

@@ -4,6 +4,9 @@ The dashboard's runs screen uses the same functions. A run's summary (the row of
 from its meta.json and an incremental scan of its metrics.jsonl; summaries are cached per run in
 `<runs root>/.summaries.json`, keyed by the size and mtime of the files they come from, so a listing
 re-reads only what changed (docs/run-format.md, "Summary cache").
+
+Runs live under the runs root (--runs-root, else $GIGAGPT_RUNS or ./runs; new runs go there) and
+under the extra roots of the settings file (gigagpt.toml: [runs] roots = [...]), all browsed alike.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from gigagpt import rundir
-from gigagpt.config import runs_root, tomllib  # tomllib, or tomli before Python 3.11
+from gigagpt.config import ConfigError, extra_runs_roots, runs_root, settings_path, tomllib  # tomllib, or tomli < 3.11
 from gigagpt.rundir import RunError
 
 SUMMARY_CACHE = ".summaries.json"
@@ -55,6 +58,50 @@ def run_dirs(root: Path) -> list[Path]:
 
 def root_of(args) -> Path:
     return Path(args.runs_root) if getattr(args, "runs_root", None) else runs_root()
+
+
+def root_problem(root: Path) -> str | None:
+    """Why a runs root cannot be listed, or None."""
+    try:
+        with os.scandir(root):
+            pass
+    except FileNotFoundError:
+        return "not found"
+    except NotADirectoryError:
+        return "not a directory"
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    return None
+
+
+def runs_roots(primary: Path | None = None) -> tuple[list[Path], list[str]]:
+    """(roots, problems): `primary` (--runs-root; default $GIGAGPT_RUNS or ./runs) first, where new
+    runs go, then the settings file's [runs] roots, duplicates dropped. An extra root that cannot be
+    listed (or a settings file that cannot be read) is left out with one line in `problems`."""
+    primary = Path(primary) if primary else runs_root()
+    roots, problems, seen = [primary], [], {os.path.realpath(primary)}
+    try:
+        extras = extra_runs_roots()
+    except ConfigError as e:
+        return roots, [f"{e}; extra runs roots skipped"]
+    for root in extras:
+        if os.path.realpath(root) in seen:
+            continue
+        seen.add(os.path.realpath(root))
+        problem = root_problem(root)
+        if problem:
+            problems.append(f"runs root {root} ([runs] roots in {settings_path()}): {problem}; skipped")
+        else:
+            roots.append(root)
+    return roots, problems
+
+
+def roots_of(args) -> list[Path]:
+    """The runs roots of a `gigagpt runs` command; problems with extra roots go to stderr."""
+    roots, problems = runs_roots(getattr(args, "runs_root", None))
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return roots
 
 
 # ---------------------------------------------------------------------------- scanning metrics.jsonl
@@ -260,7 +307,7 @@ def summary(run_dir: Path, entry: dict, now: float | None = None) -> dict:
     if tokens is None and step is not None and meta.get("tokens_per_step"):
         tokens = step * meta["tokens_per_step"]
     return {
-        "id": run_dir.name, "path": str(run_dir), "name": meta.get("name") or run_dir.name,
+        "id": run_dir.name, "path": str(run_dir), "root": str(run_dir.parent), "name": meta.get("name") or run_dir.name,
         "tags": list(meta.get("tags") or []), "preset": meta.get("preset"), "status": status,
         "failure": meta.get("failure"), "problem": "; ".join(problems) or None,
         "step": step, "max_steps": meta.get("max_steps"), "tokens": tokens,
@@ -314,8 +361,42 @@ def list_runs(root: Path, cache: SummaryCache | None = None) -> list[dict]:
     return rows
 
 
-def find_run(root: Path, arg: str) -> Path:
-    return rundir.resolve_run(arg, root)
+def list_all(roots: list[Path], caches: dict | None = None) -> list[dict]:
+    """list_runs over several roots (each with its own cache, kept in `caches` by root), newest first."""
+    caches = {} if caches is None else caches
+    rows = []
+    for root in roots:
+        rows += list_runs(root, caches.setdefault(Path(root), SummaryCache(root)))
+    rows.sort(key=lambda r: (r["started"] or 0, r["id"]), reverse=True)
+    return rows
+
+
+def find_run(roots, arg: str) -> Path:
+    """A run given as a run directory, or as an id under one of the runs roots; RunError when none
+    has it, or when several do (two roots may hold the same id: then its path says which)."""
+    roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
+    if len(roots) == 1:
+        return rundir.resolve_run(arg, roots[0])
+    p = Path(arg)
+    if (p / "meta.json").exists() or (p / "config.toml").exists():
+        return p
+    found = {}
+    for root in roots:
+        if (root / arg).is_dir():
+            found.setdefault(os.path.realpath(root / arg), root / arg)
+    if len(found) == 1:
+        return next(iter(found.values()))
+    if found:
+        raise RunError(f"run {arg!r}: in {len(found)} runs roots ({', '.join(map(str, found.values()))}); "
+                       "give the path of the one you mean")
+    raise RunError(f"run {arg!r}: no run directory at {p} or in the runs roots ({', '.join(map(str, roots))})")
+
+
+def run_labels(run_dirs: list[Path]) -> list[str]:
+    """Names for runs side by side: the id, or `<root name>/<id>` where two runs share an id."""
+    names = [Path(d).name for d in run_dirs]
+    out = [n if names.count(n) == 1 else f"{Path(d).parent.name}/{n}" for d, n in zip(run_dirs, names)]
+    return [o if out.count(o) == 1 else f"{o}#{i + 1}" for i, o in enumerate(out)]
 
 
 def run_summary(run_dir: Path) -> dict:
@@ -394,6 +475,9 @@ TABLE = (("RUN", lambda r: r["name"] if r["name"] == r["id"] else f"{r['name']} 
          ("DEVICE", lambda r: r["device"] or "–"), ("STARTED", lambda r: fmt_time(r["started"])),
          ("DURATION", lambda r: fmt_duration(r["duration"])), ("TAGS", lambda r: ",".join(r["tags"])),
          ("NOTE", note))
+
+
+ROOT_COLUMN = ("ROOT", lambda r: r["root"])  # `runs list` shows it when there are several roots
 
 
 def table(rows: list[dict], columns=TABLE) -> str:
@@ -522,15 +606,15 @@ def export_csv(run_dirs: list[Path], out) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["run", "step", "kind", "metric", "value"])
     n = 0
-    for run_dir in run_dirs:
+    for run_dir, label in zip(run_dirs, run_labels(run_dirs)):
         for step, kind, key, value, _ in metric_rows(run_dir):
-            writer.writerow([run_dir.name, step, kind, key, repr(value) if isinstance(value, float) else value])
+            writer.writerow([label, step, kind, key, repr(value) if isinstance(value, float) else value])
             n += 1
     return n
 
 
 def export_tensorboard(run_dirs: list[Path], out_dir: Path) -> list[Path]:
-    """One event directory per run, `<out_dir>/<run id>/`: scalars `train/loss`, `eval/val_loss`...
+    """One event directory per run, `<out_dir>/<run id>/` (run_labels): scalars `train/loss`, `eval/val_loss`...
     at their step and wall time, and the config as text. Needs tensorboardX (optional extra)."""
     try:
         from tensorboardX import SummaryWriter
@@ -538,8 +622,8 @@ def export_tensorboard(run_dirs: list[Path], out_dir: Path) -> list[Path]:
         raise ExportError("--tensorboard needs tensorboardX: pip install 'gigagpt[tensorboard]' "
                           "(or pip install tensorboardX)") from None
     written = []
-    for run_dir in run_dirs:
-        target = Path(out_dir) / run_dir.name
+    for run_dir, label in zip(run_dirs, run_labels(run_dirs)):
+        target = Path(out_dir) / label
         with SummaryWriter(logdir=str(target)) as writer:
             for step, kind, key, value, wall in metric_rows(run_dir):
                 if key != "time":
@@ -635,7 +719,8 @@ def cmd_list(args) -> int:
             raise RunError(f"--status {s}: must be one of {', '.join(STATUSES)}")
     if args.sort and args.sort not in SORT_KEYS:
         raise RunError(f"--sort {args.sort}: must be one of {', '.join(SORT_KEYS)}")
-    rows = [r for r in list_runs(root_of(args)) if matches(r, args.filter or "", statuses)]
+    roots = roots_of(args)
+    rows = [r for r in list_all(roots) if matches(r, args.filter or "", statuses)]
     if args.sort:
         rows = sort_rows(rows, args.sort, reverse=args.reverse)
     elif args.reverse:
@@ -643,14 +728,14 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     elif rows:
-        print(table(rows))
+        print(table(rows, TABLE[:1] + (ROOT_COLUMN,) + TABLE[1:] if len(roots) > 1 else TABLE))
     else:
-        print(f"no runs in {root_of(args)}" + (" match" if statuses or args.filter else ""), file=sys.stderr)
+        print(f"no runs in {', '.join(map(str, roots))}" + (" match" if statuses or args.filter else ""), file=sys.stderr)
     return 0
 
 
 def cmd_show(args) -> int:
-    run_dir = find_run(root_of(args), args.run)
+    run_dir = find_run(roots_of(args), args.run)
     row = run_summary(run_dir)
     if args.json:
         print(json.dumps({**row, "config": flat_config(run_dir)}, indent=2))
@@ -675,7 +760,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    run_dir = find_run(root_of(args), args.run)
+    run_dir = find_run(roots_of(args), args.run)
     pid = running_pid(run_dir)
     send_signal(pid, signal.SIGKILL if args.kill else signal.SIGTERM)
     if args.kill:
@@ -687,8 +772,8 @@ def cmd_stop(args) -> int:
 
 
 def cmd_export(args) -> int:
-    root = root_of(args)
-    dirs = [find_run(root, r) for r in args.runs]
+    roots = roots_of(args)
+    dirs = [find_run(roots, r) for r in args.runs]
     if args.csv:
         if args.csv == "-":
             n = export_csv(dirs, sys.stdout)
@@ -704,8 +789,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_rm(args) -> int:
-    root = root_of(args)
-    dirs = [find_run(root, r) for r in args.runs]
+    roots = roots_of(args)
+    dirs = [find_run(roots, r) for r in args.runs]
     for run_dir in dirs:  # refuse before asking, and before deleting any
         try:
             refuse_running(run_dir, "delete")
@@ -728,14 +813,14 @@ def cmd_rm(args) -> int:
 
 
 def cmd_rename(args) -> int:
-    run_dir = find_run(root_of(args), args.run)
+    run_dir = find_run(roots_of(args), args.run)
     meta = rename(run_dir, args.name)
     print(f"{run_dir.name}: name {meta['name']!r}")
     return 0
 
 
 def cmd_tag(args) -> int:
-    run_dir = find_run(root_of(args), args.run)
+    run_dir = find_run(roots_of(args), args.run)
     if args.remove:
         meta = set_tags(run_dir, remove=args.tags)
     else:
@@ -745,8 +830,8 @@ def cmd_tag(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    root = root_of(args)
-    dirs = [find_run(root, r) for r in args.runs]
+    roots = roots_of(args)
+    dirs = [find_run(roots, r) for r in args.runs]
     rows = [run_summary(d) for d in dirs]
     print(table(rows, TABLE[:-2]))
     diff = config_diff(dirs)
@@ -754,20 +839,27 @@ def cmd_compare(args) -> int:
     if diff:
         print(table([{"key": k, "values": v} for k, v in diff],
                     [("CONFIG KEY", lambda r: r["key"])] + [
-                        (d.name, lambda r, i=i: "–" if r["values"][i] is None else json.dumps(r["values"][i]))
-                        for i, d in enumerate(dirs)]))
+                        (label, lambda r, i=i: "–" if r["values"][i] is None else json.dumps(r["values"][i]))
+                        for i, label in enumerate(run_labels(dirs))]))
     else:
         print("the configs are the same")
     return 0
 
 
 def add_runs_parser(subparsers) -> None:
-    p = subparsers.add_parser("runs", help="list, inspect, stop, export and delete past runs")
+    p = subparsers.add_parser(
+        "runs", help="list, inspect, stop, export and delete past runs",
+        description="Runs live under the runs root (--runs-root DIR, else $GIGAGPT_RUNS or ./runs), "
+        "where new runs are launched, and under the extra roots of the settings file (gigagpt.toml: "
+        "[runs] roots = [\"/path/a\", ...]), which are browsed alike: --runs-root replaces the default "
+        "root only, the extra roots are still searched. A RUN is a run id found in one of the roots, or "
+        "a run directory's path (needed when two roots hold the same id).")
     sub = p.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
 
     def command(name, func, help):
         q = sub.add_parser(name, help=help, description=help)
-        q.add_argument("--runs-root", help="where runs live (default: $GIGAGPT_RUNS or ./runs)")
+        q.add_argument("--runs-root", help="the runs root (default: $GIGAGPT_RUNS or ./runs); the "
+                       "settings file's [runs] roots are searched too")
         q.set_defaults(func=func)
         return q
 
@@ -781,7 +873,7 @@ def add_runs_parser(subparsers) -> None:
     q.add_argument("--json", action="store_true", help="a JSON array, one object per run")
 
     q = command("show", cmd_show, "one run in detail")
-    q.add_argument("run", help="a run id under the runs root, or a run directory")
+    q.add_argument("run", help="a run id under the runs roots, or a run directory")
     q.add_argument("--json", action="store_true", help="a JSON object, the config included")
 
     q = command("stop", cmd_stop, "stop a running run (SIGTERM: it checkpoints first)")

@@ -310,3 +310,51 @@ def test_damaged_runs_never_break_the_screen(past_runs, tmp_path):
             await pilot.pause()
             assert "duration" in runs.columns and cell(runs, "done", "device") == "cpu"
     run(go())
+
+
+def test_runs_of_every_settings_root_are_listed_and_opened(past_runs, tmp_path, monkeypatch):
+    from test_runs import synthetic_run
+
+    main = tmp_path / "main"
+    synthetic_run(main, "done", created=1_600_000_000)  # the same id as a run of the extra root
+    synthetic_run(main, "mine")
+    extra = copy_runs(past_runs, tmp_path, "done", "stopped")
+    settings = tmp_path / "gigagpt.toml"
+    settings.write_text(f'[runs]\nroots = ["{extra}", "{tmp_path / "gone"}"]\n')
+    monkeypatch.setenv("GIGAGPT_SETTINGS", str(settings))
+
+    async def go():
+        app = browser(main)
+        assert app.runs_roots == [main, extra] and len(app.root_problems) == 1
+        assert "gone" in app.root_problems[0] and "not found" in app.root_problems[0]
+        async with app.run_test(size=(100, 30)) as pilot:
+            runs = await open_browser(app, pilot)
+            extra_done = str(extra / "done")
+            assert sorted(r["key"] for r in runs.shown) == sorted(["done", "mine", extra_done, str(extra / "stopped")])
+            assert cell(runs, extra_done, "root") == extra.name and cell(runs, "done", "root") == "main"
+            assert cell(runs, extra_done, "step") == "6/6" and cell(runs, "done", "step") == "3/3"
+            assert "+ 1 more root" in runs.query_one("#runs-table").border_title
+
+            table = runs.query_one("#runs-table", DataTable)
+            table.move_cursor(row=[r["key"] for r in runs.shown].index(extra_done))
+            await pilot.pause()
+            assert f"root {extra}" in str(runs.query_one("#run-detail", Static).content)
+            await pilot.press("t")  # an action on a run of the extra root
+            await answer(pilot, app, "kept")
+            await wait_for(pilot, lambda: next(r for r in runs.rows if r["key"] == extra_done)["tags"] == ["kept"],
+                           "the tag")
+            assert rundir.read_meta(extra / "done")["tags"] == ["kept"] and "tags" not in rundir.read_meta(main / "done")
+
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), "the live screen")
+            live = app.screen
+            assert live.tail.dir == extra / "done" and live.tail.key == extra_done
+            assert app.status(extra_done) == "completed" and app.status("done") == "completed"
+            await wait_for(pilot, lambda: live.query_one("#loss-chart").points > 0, "the extra run's curve")
+            await pilot.press("q")
+            await go_to(pilot, runs, "mine")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), "the live screen")
+            assert app.screen.tail.dir == main / "mine"
+
+    run(go())

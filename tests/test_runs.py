@@ -278,3 +278,84 @@ def test_csv_export_to_a_buffer_skips_nulls(tmp_path):
     buf = io.StringIO()
     assert runs.export_csv([run], buf) == 2
     assert buf.getvalue().splitlines()[1:] == ["r,1,train,loss,2.5", "r,1,train,time,9.0"]
+
+
+# ---------------------------------------------------------------------------- several runs roots
+
+def synthetic_run(root, run_id, loss=2.5, created=1_700_000_000):
+    """A run directory written directly: meta.json and one train line (enough to list it)."""
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True)
+    meta = {"id": run_id, "name": run_id, "status": "completed", "preset": "tiny", "created": created,
+            "updated": created + 10, "step": 3, "max_steps": 3, "device": "cpu"}
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+    (run_dir / "config.toml").write_text(f"[train]\nlr = {loss / 1000}\n")
+    (run_dir / "metrics.jsonl").write_text(json.dumps(
+        {"kind": "train", "step": 3, "loss": loss, "tokens": 30, "tok_s": 5.0, "time": created + 10}) + "\n")
+    return run_dir
+
+
+@pytest.fixture
+def two_roots(tmp_path, monkeypatch):
+    """A runs root (main: same, a-only) and an extra one in the settings file (extra: same, b-only),
+    plus an extra root that does not exist."""
+    main, extra = tmp_path / "main", tmp_path / "extra"
+    synthetic_run(main, "same", loss=2.0, created=1_700_000_000)
+    synthetic_run(main, "a-only", loss=2.1, created=1_700_000_100)
+    synthetic_run(extra, "same", loss=3.0, created=1_700_000_200)
+    synthetic_run(extra, "b-only", loss=3.1, created=1_700_000_300)
+    settings = tmp_path / "gigagpt.toml"
+    settings.write_text('[runs]\nroots = ["extra", "gone"]\n')  # relative to the settings file
+    monkeypatch.setenv("GIGAGPT_SETTINGS", str(settings))
+    return main, extra
+
+
+def test_settings_roots_are_listed_and_searched(two_roots, tmp_path):
+    main, extra = two_roots
+    proc = gigagpt("runs", "list", "--runs-root", main, "--json")
+    rows = json.loads(proc.stdout)
+    assert [(r["id"], r["root"]) for r in rows] == [
+        ("b-only", str(extra)), ("same", str(extra)), ("a-only", str(main)), ("same", str(main))]
+    assert proc.stderr.count("\n") == 1 and f"runs root {tmp_path / 'gone'}" in proc.stderr
+    assert "not found; skipped" in proc.stderr
+    header, *lines = gigagpt("runs", "list", "--runs-root", main).stdout.splitlines()
+    assert header.split()[:3] == ["RUN", "ROOT", "PRESET"] and len(lines) == 4
+    assert sum(str(extra) in line for line in lines) == 2
+
+    # an id in one root is found there; one in both roots asks for the path
+    assert f"path  {extra / 'b-only'}" in gigagpt("runs", "show", "b-only", "--runs-root", main).stdout
+    both = gigagpt("runs", "show", "same", "--runs-root", main, check=False)
+    assert both.returncode == 2 and "in 2 runs roots" in both.stderr and str(extra / "same") in both.stderr
+    assert f"path  {extra / 'same'}" in gigagpt("runs", "show", extra / "same", "--runs-root", main).stdout
+    gigagpt("runs", "rename", "b-only", "renamed", "--runs-root", main)
+    gigagpt("runs", "tag", "b-only", "archived", "--runs-root", main)
+    meta = json.loads((extra / "b-only" / "meta.json").read_text())
+    assert meta["name"] == "renamed" and meta["tags"] == ["archived"]
+    compared = gigagpt("runs", "compare", main / "same", extra / "same", "--runs-root", main).stdout
+    assert "main/same" in compared and "extra/same" in compared and "train.lr" in compared
+    gigagpt("runs", "export", main / "same", extra / "same", "a-only", "--csv", tmp_path / "x.csv", "--runs-root", main)
+    with open(tmp_path / "x.csv") as f:
+        assert {row["run"] for row in csv.DictReader(f)} == {"main/same", "extra/same", "a-only"}
+    gigagpt("runs", "rm", "b-only", "--yes", "--runs-root", main)
+    assert not (extra / "b-only").exists()
+
+
+def test_bad_settings_roots_are_one_line_not_a_crash(tmp_path, monkeypatch):
+    main = tmp_path / "main"
+    synthetic_run(main, "only")
+    settings = tmp_path / "gigagpt.toml"
+    (tmp_path / "a-file").write_text("not a directory")
+    settings.write_text(f'[runs]\nroots = ["{tmp_path / "a-file"}", "{main}"]\n')  # main twice: listed once
+    monkeypatch.setenv("GIGAGPT_SETTINGS", str(settings))
+    roots, problems = runs.runs_roots(main)
+    assert roots == [main] and len(problems) == 1 and "a-file" in problems[0] and "not a directory" in problems[0]
+    proc = gigagpt("runs", "list", "--runs-root", main)
+    assert proc.stdout.split()[:2] == ["RUN", "PRESET"] and "only" in proc.stdout  # one root: no ROOT column
+    assert proc.stderr.count("\n") == 1 and "not a directory" in proc.stderr
+
+    settings.write_text("[runs]\nroots = 7\n")
+    proc = gigagpt("runs", "list", "--runs-root", main)
+    assert "only" in proc.stdout and "[runs] roots = 7: must be a list of paths" in proc.stderr
+    settings.write_text("[runs\n")
+    proc = gigagpt("runs", "list", "--runs-root", main)
+    assert "only" in proc.stdout and "not readable as TOML" in proc.stderr and proc.stderr.count("\n") == 1

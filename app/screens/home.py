@@ -94,7 +94,7 @@ class HomeScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#presets-pane").border_title = "Presets"
         self.query_one("#form").border_title = "Launch"
-        self.query_one("#runs-pane").border_title = f"Runs in {self.app.runs_root}"
+        self.query_one("#runs-pane").border_title = self.app.roots_title()
         table = self.query_one("#presets", DataTable)
         table.add_column("preset", key="preset")
         table.add_column("params", key="params")
@@ -334,13 +334,14 @@ class HomeScreen(Screen):
             for column, value in zip(("run", "preset", "status", "step", "loss", "started"), self.run_cells(run_id)):
                 table.update_cell(run_id, column, value)
 
-    def run_cells(self, run_id: str) -> tuple:
-        tail = self.app.tails[run_id]
+    def run_cells(self, key: str) -> tuple:
+        tail = self.app.tails[key]
         meta = tail.meta or {}
-        status = self.app.status(run_id)
+        status = self.app.status(key)
         loss = tail.series.last("loss")
         created = meta.get("created")
-        return (run_id, meta.get("preset", ""), Text(status, style=STATUS_STYLE.get(status, "")),
+        name = tail.id if key == tail.id else Text.assemble(tail.id, (f" ({tail.dir.parent.name})", "dim"))
+        return (name, meta.get("preset", ""), Text(status, style=STATUS_STYLE.get(status, "")),
                 f"{meta.get('step', 0)}/{meta.get('max_steps', '?')}",
                 f"{loss:.4f}" if loss is not None else "",
                 time.strftime("%m-%d %H:%M", time.localtime(created)) if created else "")

@@ -57,20 +57,20 @@ class LiveScreen(ChartKeys, Screen):
 
     def on_mount(self) -> None:
         self.query_one("#log").border_title = "train.log"
-        self.runs_changed({self.tail.id})
+        self.runs_changed({self.tail.key})
 
     def on_screen_resume(self) -> None:
-        self.runs_changed({self.tail.id})
+        self.runs_changed({self.tail.key})
 
     # -- drawing
 
     def runs_changed(self, changed: set[str]) -> None:
-        status = self.app.status(self.tail.id)
+        status = self.app.status(self.tail.key)
         self.query_one("#run-header", Static).update(self.header(status))
         failure = self.tail.failure(status)
         self.query_one("#failure", Static).update(Text(f"✗ {status}: {failure}", style="bold red") if failure else "")
         self.set_class(status in ENDED_BADLY, "-ended-badly")
-        if self.tail.id in changed:
+        if self.tail.key in changed:
             self.charts_pending = True
             self.append_log()
         if self.charts_pending and time.monotonic() >= self.charts_due:
@@ -111,7 +111,7 @@ class LiveScreen(ChartKeys, Screen):
         bad = f" · {series.bad_lines} bad lines skipped" if series.bad_lines else ""
         line1 = Text.assemble(
             (f" {shown_status} ", STATUS_STYLE.get(status, "") + " reverse"), " ",
-            (tail.id, "bold"), f"  step {meta.get('step', 0)}/{meta.get('max_steps', '?')}",
+            (tail.id, "bold"), (f" in {tail.dir.parent}" if tail.key != tail.id else "", "dim"), f"  step {meta.get('step', 0)}/{meta.get('max_steps', '?')}",
             f"  elapsed {clock(tail.elapsed_seconds(status))}",
             f"  ETA {clock(tail.eta_seconds()) if status == 'running' else '–'}",
             f"  {meta.get('device', '')}" + (f" x {meta['world_size']}" if meta.get("world_size", 1) > 1 else ""),
@@ -127,12 +127,12 @@ class LiveScreen(ChartKeys, Screen):
     # -- keys
 
     def view_changed(self) -> None:
-        self.query_one("#run-header", Static).update(self.header(self.app.status(self.tail.id)))
+        self.query_one("#run-header", Static).update(self.header(self.app.status(self.tail.key)))
         self.charts_changed()
 
     def running_pid(self, verb: str) -> int | None:
-        status = self.app.status(self.tail.id)
-        pid = self.tail.local_pid() or self.app.starting_pid(self.tail.id)
+        status = self.app.status(self.tail.key)
+        pid = self.tail.local_pid() or self.app.starting_pid(self.tail.key)
         if pid is None:
             where = (self.tail.meta or {}).get("host")
             why = f"it runs on {where}" if status == "running" else f"it is {status}"

@@ -1,4 +1,7 @@
-"""The runs screen: every run under the runs root, sorted, filtered, selected, and acted on."""
+"""The runs screen: every run under the runs roots, sorted, filtered, selected, and acted on.
+
+Rows are keyed by the app's run key (the id in the runs root, the path in an extra root of the
+settings file), so the same id in two roots is two rows."""
 from __future__ import annotations
 
 import signal
@@ -28,6 +31,7 @@ MAX_COMPARE = 8
 COLUMNS = {
     "mark": (" ", None, None),
     "name": ("run", "name", lambda r: r["name"]),
+    "root": ("root", "root", lambda r: Path(r["root"]).name),  # shown with more than one runs root
     "preset": ("preset", "preset", lambda r: r["preset"] or "–"),
     "status": ("status", "status", lambda r: Text(r["status"], style=STATUS_STYLE.get(r["status"], ""))),
     "step": ("step", "step", runs.fmt_step),
@@ -78,7 +82,7 @@ class RunsScreen(Screen):
 
     def __init__(self):
         super().__init__()
-        self.cache = runs.SummaryCache(self.app.runs_root)
+        self.caches: dict[Path, runs.SummaryCache] = {}  # one per runs root
         self.rows: list[dict] = []  # every run, as last read
         self.shown: list[dict] = []  # after filter and sort, in table order
         self.selected: set[str] = set()
@@ -114,21 +118,29 @@ class RunsScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs-list")
     def reload(self) -> None:
-        rows = runs.list_runs(self.app.runs_root, self.cache)
+        rows = runs.list_all(self.app.runs_roots, self.caches)
+        for row in rows:
+            row["key"] = self.app.run_key(Path(row["root"]), row["id"])
         self.app.call_from_thread(self.loaded_rows, rows)
 
     def loaded_rows(self, rows: list[dict]) -> None:
         self.rows, self.loaded = rows, True
-        ids = {r["id"] for r in rows}
-        self.selected &= ids
+        self.selected &= {r["key"] for r in rows}
         self.show()
 
     # -- the table
 
+    def many_roots(self) -> bool:
+        return len(self.app.runs_roots) > 1
+
     def visible_columns(self) -> tuple[str, ...]:
+        columns = [k for k in COLUMNS if k != "root" or self.many_roots()]
         if self.size.width >= WIDE:
-            return tuple(COLUMNS)
-        return tuple(k for k in COLUMNS if k not in NARROW_HIDDEN)
+            return tuple(columns)
+        return tuple(k for k in columns if k not in NARROW_HIDDEN)
+
+    def sortable(self) -> list[str]:
+        return [k for k in SORTABLE if k != "root" or self.many_roots()]
 
     def show(self) -> None:
         """Filter, sort and (re)fill the table, keeping the cursor on the same run."""
@@ -146,15 +158,15 @@ class RunsScreen(Screen):
             for key in columns:
                 table.add_column(self.header(key), key=key)
             self.columns, self.table_layout = columns, layout
-        ids = [r["id"] for r in shown]
-        if rebuild or ids != [r["id"] for r in self.shown] or table.row_count != len(ids):
+        ids = [r["key"] for r in shown]
+        if rebuild or ids != [r["key"] for r in self.shown] or table.row_count != len(ids):
             table.clear()
             for row in shown:
-                table.add_row(*self.cells(row), key=row["id"])
+                table.add_row(*self.cells(row), key=row["key"])
         else:
             for row in shown:
                 for key, value in zip(columns, self.cells(row)):
-                    table.update_cell(row["id"], key, value)
+                    table.update_cell(row["key"], key, value)
         self.shown = shown
         if current in ids:
             table.move_cursor(row=ids.index(current))
@@ -171,7 +183,7 @@ class RunsScreen(Screen):
         out = []
         for key in self.columns:
             if key == "mark":
-                out.append(Text("✓", style="bold green") if row["id"] in self.selected else " ")
+                out.append(Text("✓", style="bold green") if row["key"] in self.selected else " ")
             elif key == "name":
                 name = row["name"] if len(row["name"]) <= NAME_WIDTH else row["name"][:NAME_WIDTH - 1] + "…"
                 out.append(Text(name, style="bold red" if row["problem"] else ""))
@@ -186,7 +198,7 @@ class RunsScreen(Screen):
             parts.append(f"{len(self.selected)} selected")
         parts.append(f"status: {self.status_filter} (f) · sort (o) · ? keys")
         self.query_one("#runs-state", Static).update(" · ".join(parts))
-        self.query_one("#runs-table").border_title = f"Runs in {self.app.runs_root}"
+        self.query_one("#runs-table").border_title = self.app.roots_title()
 
     def current(self) -> dict | None:
         table = self.query_one("#runs-table", DataTable)
@@ -195,21 +207,24 @@ class RunsScreen(Screen):
         return None
 
     def current_id(self) -> str | None:
+        """The key of the run under the cursor."""
         row = self.current()
-        return row["id"] if row else None
+        return row["key"] if row else None
 
     def show_detail(self) -> None:
         row = self.current()
         detail = self.query_one("#run-detail", Static)
         if row is None:
             empty = not self.rows
-            detail.update(f"no runs in {self.app.runs_root} yet: launch one from the launch screen (q)"
+            where = ", ".join(map(str, self.app.runs_roots))
+            detail.update(f"no runs in {where} yet: launch one from the launch screen (q)"
                           if empty and self.loaded else "")
             return
         line1 = Text.assemble((row["id"], "bold"), f"  {row['preset'] or '–'} · {row['device'] or '–'}"
                               f" · started {runs.fmt_time(row['started'])} · {runs.fmt_duration(row['duration'])}"
                               f" · val {runs.fmt_loss(row['val_loss'])} · checkpoints {row['checkpoints']}",
-                              f" · tags {', '.join(row['tags'])}" if row["tags"] else "")
+                              f" · tags {', '.join(row['tags'])}" if row["tags"] else "",
+                              f" · root {row['root']}" if self.many_roots() else "")
         trouble = runs.note(row)
         line2 = Text(trouble, style="bold red") if trouble else Text(row["path"], style="dim")
         detail.update(Text("\n").join([line1, line2]))
@@ -222,7 +237,7 @@ class RunsScreen(Screen):
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         key = event.column_key.value
-        if key not in SORTABLE:
+        if key not in self.sortable():
             return
         self.sort_reverse = not self.sort_reverse if key == self.sort_key else key in ("started", "step", "tokens")
         self.sort_key = key
@@ -254,8 +269,9 @@ class RunsScreen(Screen):
         if reverse_only:
             self.sort_reverse = not self.sort_reverse
         else:
-            i = SORTABLE.index(self.sort_key)
-            self.sort_key = SORTABLE[(i + 1) % len(SORTABLE)]
+            sortable = self.sortable()
+            i = sortable.index(self.sort_key)
+            self.sort_key = sortable[(i + 1) % len(sortable)]
             self.sort_reverse = self.sort_key in ("started", "step", "tokens")  # biggest first
         self.show()
         self.notify(f"sorted by {COLUMNS[self.sort_key][0]}, {'descending' if self.sort_reverse else 'ascending'}",
@@ -265,14 +281,14 @@ class RunsScreen(Screen):
         row = self.current()
         if row is None:
             return
-        self.selected ^= {row["id"]}
+        self.selected ^= {row["key"]}
         self.show()
         table = self.query_one("#runs-table", DataTable)
         if table.cursor_row < len(self.shown) - 1:
             table.move_cursor(row=table.cursor_row + 1)  # space, space, space selects a stretch
 
     def action_select_all(self) -> None:
-        shown = {r["id"] for r in self.shown}
+        shown = {r["key"] for r in self.shown}
         self.selected = set() if shown <= self.selected else self.selected | shown
         self.show()
 
@@ -280,7 +296,7 @@ class RunsScreen(Screen):
 
     def targets(self) -> list[dict]:
         """The selected runs (in table order), or the run under the cursor."""
-        chosen = [r for r in self.shown if r["id"] in self.selected]
+        chosen = [r for r in self.shown if r["key"] in self.selected]
         if chosen:
             return chosen
         row = self.current()
@@ -295,17 +311,19 @@ class RunsScreen(Screen):
     def action_open(self) -> None:
         row = self.one_target("open")
         if row:
-            self.app.open_run(row["id"])
+            self.app.open_run(row["key"])
 
     def action_compare(self) -> None:
-        chosen = [r for r in self.shown if r["id"] in self.selected]
+        chosen = [r for r in self.shown if r["key"] in self.selected]
         if not 2 <= len(chosen) <= MAX_COMPARE:
             self.notify(f"select 2 to {MAX_COMPARE} runs with space to compare ({len(chosen)} selected)",
                         severity="warning")
             return
         from app.screens.compare import CompareScreen
 
-        self.app.push_screen(CompareScreen([Path(r["path"]) for r in chosen], [r["name"] for r in chosen]))
+        names = [r["name"] for r in chosen]
+        names = [n if names.count(n) == 1 else f"{n} ({Path(r['root']).name})" for n, r in zip(names, chosen)]
+        self.app.push_screen(CompareScreen([Path(r["path"]) for r in chosen], names))
 
     def action_resume(self) -> None:
         row = self.one_target("resume")
@@ -339,7 +357,7 @@ class RunsScreen(Screen):
                 self.notify(f"cannot resume {row['id']}: {e}", severity="error")
                 return
             self.notify(f"resuming {row['id']} from step {row['last_checkpoint']} to {steps}")
-            self.app.open_run(row["id"])
+            self.app.open_run(row["key"])
 
         default = 2 * target if row["status"] == "completed" else target
         self.app.push_screen(AskScreen(
@@ -495,7 +513,7 @@ class RunsScreen(Screen):
                     runs.delete(Path(row["path"]))
                 except (RunError, OSError) as e:
                     failed.append(f"{row['id']}: {e}")
-            self.selected -= {r["id"] for r in chosen}
+            self.selected -= {r["key"] for r in chosen}
             if failed:
                 self.notify("not deleted: " + "; ".join(failed), severity="error")
             else:
