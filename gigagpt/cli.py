@@ -30,6 +30,13 @@ RANK0 = os.environ.get("RANK", "0") == "0"
 UNDER_TORCHRUN = int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def find_run(args) -> Path:
+    """RUN as a directory, or an id under the runs root or the settings file's extra roots."""
+    from gigagpt import runs
+
+    return runs.find_run(runs.roots_of(args), args.run)
+
+
 def launch_torchrun(nproc: int, argv: list[str]) -> int:
     """`gigagpt ...` again, as `nproc` processes on this node (torchrun --standalone)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
@@ -80,7 +87,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    run_dir = rundir.resolve_run(args.run, Path(args.runs_root) if args.runs_root else runs_root())
+    run_dir = find_run(args)
     meta = rundir.read_meta(run_dir)
     status = rundir.effective_status(meta) if RANK0 else "stopped"
     nproc = args.nproc or (1 if UNDER_TORCHRUN else meta.get("world_size", 1))
@@ -181,7 +188,7 @@ def cmd_sample(args) -> int:
     from gigagpt.tokenizer import get_tokenizer
     from gigagpt.train import load_checkpoint, pick_device
 
-    run_dir = rundir.resolve_run(args.run, Path(args.runs_root) if args.runs_root else runs_root())
+    run_dir = find_run(args)
     ckpts = rundir.checkpoints(run_dir)
     if not ckpts:
         raise rundir.RunError(f"run {run_dir}: has no checkpoint yet")

@@ -359,3 +359,20 @@ def test_bad_settings_roots_are_one_line_not_a_crash(tmp_path, monkeypatch):
     settings.write_text("[runs\n")
     proc = gigagpt("runs", "list", "--runs-root", main)
     assert "only" in proc.stdout and "not readable as TOML" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_resume_and_sample_find_a_run_of_an_extra_root_by_id(tmp_path, monkeypatch, dataset):
+    """`gigagpt resume ID` looks in the settings file's extra roots too (here: a completed run
+    there, so resume answers with its own refusal, which proves it found the run)."""
+    extra = tmp_path / "extra"
+    run = extra / "far-away-run"
+    run.mkdir(parents=True)
+    (run / "config.toml").write_text(f"[train]\nmax_steps = 5\nwarmup_steps = 1\n[data]\ndataset = '{dataset}'\n")
+    (run / "meta.json").write_text('{"status": "completed", "step": 5, "max_steps": 5}')
+    settings = tmp_path / "gigagpt.toml"
+    settings.write_text(f'[runs]\nroots = ["{extra}"]\n')
+    monkeypatch.setenv("GIGAGPT_SETTINGS", str(settings))
+    proc = gigagpt("resume", "far-away-run", "--runs-root", tmp_path / "first", check=False)
+    assert proc.returncode == 2 and "completed at step 5" in proc.stderr, proc.stderr
+    proc = gigagpt("sample", "far-away-run", "--runs-root", tmp_path / "first", check=False)
+    assert proc.returncode == 2 and "no checkpoint" in proc.stderr, proc.stderr
