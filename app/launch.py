@@ -174,22 +174,13 @@ def probe_devices(timeout: float = 60) -> tuple[list[Device], str | None]:
     return devices, None
 
 
-def strategy_for(cfg: Config, nproc: int, device: Device) -> str:
-    """What the trainer will do with nproc processes (train.parallel "auto" asks the planner)."""
-    if nproc == 1:
-        return "none"
-    if cfg.train.parallel != "auto":
-        return cfg.train.parallel
-    return "ddp" if plan.fits(cfg, nproc, "ddp", per_process_memory(device, nproc)) else "fsdp"
-
-
 def per_process_memory(device: Device, nproc: int) -> float:
     """Each GPU is its own; CPU (and MPS) processes share one machine's memory."""
     return device.memory if device.kind == "cuda" else device.memory / nproc
 
 
 def plan_row(cfg: Config, device: Device, nproc: int = 1) -> dict:
-    strategy = strategy_for(cfg, nproc, device)
+    strategy = plan.choose_parallel(cfg, nproc, per_process_memory(device, nproc))
     mem = plan.memory_estimate(cfg, nproc, strategy)
     return {"params": plan.param_count(cfg.model), "flops": plan.flops_per_token(cfg.model), "memory": mem,
             "strategy": strategy, "fits": mem["total"] <= per_process_memory(device, nproc)}

@@ -74,7 +74,7 @@ def cmd_train(args) -> int:
         return launch_cerebras(cfg, ["train", str(path), "--run-dir", str(run_dir), "--preset", path.stem,
                                      *cerebras_args(args)])
     if args.nproc > 1:
-        from gigagpt.dist import check_world
+        from gigagpt.plan import check_world  # pure arithmetic: no torch before torchrun starts
 
         check_world(cfg, args.nproc)
         return launch_torchrun(args.nproc, ["train", str(path), "--run-dir", str(run_dir), *passthrough(args)])
@@ -99,8 +99,8 @@ def cmd_resume(args) -> int:
     if status == "running":
         raise rundir.RunError(f"run {run_dir}: still running (pid {meta.get('pid')}); stop it first")
     cfg = load_config(run_dir / "config.toml", args.set)
-    changed = [f"model.{k}" for k, v in vars(cfg.model).items()
-               if v != getattr(load_config(run_dir / "config.toml", check_data=False).model, k)]
+    before = load_config(run_dir / "config.toml", check_data=False).model
+    changed = [f"model.{k}" for k, v in vars(cfg.model).items() if v != getattr(before, k)]
     if changed:
         raise ConfigError(f"--set {', '.join(changed)}: a resumed run keeps its [model] section; "
                           "only [train] and [data] keys can change")

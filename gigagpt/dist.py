@@ -12,9 +12,8 @@ import torch
 import torch.distributed as dist
 
 from gigagpt import rundir
-from gigagpt.config import Config, ConfigError
+from gigagpt.config import Config
 from gigagpt.model import build_model, build_on_meta, init_parameter
-from gigagpt.plan import fits
 
 
 def setup() -> tuple[int, int, int]:
@@ -27,15 +26,6 @@ def setup() -> tuple[int, int, int]:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), world, local_rank
-
-
-def choose_parallel(cfg: Config, world: int, device_bytes: float | None) -> str:
-    """'ddp' when a full replica fits each device, else 'fsdp' (parallel = "auto")."""
-    if cfg.train.parallel != "auto":
-        return cfg.train.parallel
-    if device_bytes is None or fits(cfg, world, "ddp", device_bytes):
-        return "ddp"
-    return "fsdp"
 
 
 def sum_across(values: list[float], device) -> list[float]:
@@ -137,9 +127,3 @@ def load_full_model_state(path: Path, model: torch.nn.Module) -> None:
     sd = model.state_dict()
     dcp.load({"model": sd}, checkpoint_id=str(path), no_dist=True)
     model.load_state_dict(sd)
-
-
-def check_world(cfg: Config, world: int) -> None:
-    if cfg.train.batch_size % world and cfg.train.grad_accum % world:
-        raise ConfigError(f"train.batch_size = {cfg.train.batch_size} and train.grad_accum = "
-                          f"{cfg.train.grad_accum}: one must be divisible by the {world} processes")

@@ -4,7 +4,7 @@ No torch import: the dashboard shows these numbers for 175b instantly.
 """
 from __future__ import annotations
 
-from gigagpt.config import Config, ModelConfig
+from gigagpt.config import Config, ConfigError, ModelConfig
 
 # Dense bf16 peak FLOP/s (tensor cores, no sparsity) and memory in GiB, by name.
 # The MFU denominator for CUDA devices; matched against torch.cuda.get_device_name().
@@ -122,10 +122,13 @@ def human(n: float, unit: str = "") -> str:
     return f"{n:.3g}{unit}"
 
 
-def human_count(n: float) -> str:
+def human_count(n: float | None, digits: int = 4) -> str:
+    """174_604_259_328 -> '174.6B' (parameters, tokens, tokens/s); None -> '–'."""
+    if n is None:
+        return "–"
     for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= div:
-            return f"{n / div:.4g}{suffix}"
+            return f"{n / div:.{digits}g}{suffix}"
     return f"{n:.0f}"
 
 
@@ -153,6 +156,24 @@ def fits(cfg: Config, world: int, strategy: str, device_bytes: float, checkpoint
 def valid_world(cfg: Config, world: int) -> bool:
     """The trainer splits batch_size (or else grad_accum) evenly across processes."""
     return cfg.train.batch_size % world == 0 or cfg.train.grad_accum % world == 0
+
+
+def check_world(cfg: Config, world: int) -> None:
+    if not valid_world(cfg, world):
+        raise ConfigError(f"train.batch_size = {cfg.train.batch_size} and train.grad_accum = "
+                          f"{cfg.train.grad_accum}: one must be divisible by the {world} processes")
+
+
+def choose_parallel(cfg: Config, world: int, device_bytes: float | None) -> str:
+    """train.parallel, where "auto" means DDP when a full replica fits each device, else FSDP.
+    device_bytes: what one process may use (None: unknown, take DDP)."""
+    if world == 1:
+        return "none"
+    if cfg.train.parallel != "auto":
+        return cfg.train.parallel
+    if device_bytes is None or fits(cfg, world, "ddp", device_bytes):
+        return "ddp"
+    return "fsdp"
 
 
 def smallest_world(cfg: Config, device_bytes: float, strategy: str, checkpointing: bool = False,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gigagpt import rundir
+from gigagpt import plan, rundir
 from gigagpt.config import ConfigError, extra_runs_roots, runs_root, settings_path, tomllib  # tomllib, or tomli < 3.11
 from gigagpt.rundir import RunError
 
@@ -431,12 +431,8 @@ def sort_rows(rows: list[dict], key: str, reverse: bool = False) -> list[dict]:
 # ---------------------------------------------------------------------------- formatting
 
 def human_count(n) -> str:
-    if n is None:
-        return "–"
-    for div, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.1f}{unit}"
-    return f"{n:.0f}"
+    """Table cells: three significant digits."""
+    return plan.human_count(n, digits=3)
 
 
 def fmt_loss(x) -> str:

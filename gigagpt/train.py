@@ -22,7 +22,8 @@ import gigagpt
 from gigagpt import dist, rundir
 from gigagpt.config import Config, ConfigError, cache_dir, dataset_info, to_dict, to_toml
 from gigagpt.model import build_model
-from gigagpt.plan import flops_per_token, param_count, peak_for_device_name, tokens_per_step
+from gigagpt.plan import (check_world, choose_parallel, flops_per_token, param_count, peak_for_device_name,
+                          tokens_per_step)
 
 
 # ---------------------------------------------------------------------------- device and data
@@ -326,8 +327,8 @@ def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signa
         torch.backends.cudnn.allow_tf32 = True
     parallel = "none"
     if world > 1:
-        dist.check_world(cfg, world)
-        parallel = dist.choose_parallel(cfg, world, device_memory_total(device, world))
+        check_world(cfg, world)
+        parallel = choose_parallel(cfg, world, device_memory_total(device, world))
     if parallel == "fsdp":
         model, raw_model = dist.build_fsdp(cfg, device)
     elif parallel == "ddp":
