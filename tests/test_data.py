@@ -89,15 +89,20 @@ def test_txt_file(run, tmp_path):
 
 def test_long_text_is_encoded_exactly_as_a_whole(run, tmp_path):
     """Block-wise tokenization cuts only where GPT-2 never joins tokens: the same ids as
-    encoding the whole text at once, for a text several blocks long."""
+    encoding the whole text at once, for a text many blocks long, on 1 process and on 3
+    (2 helpers, whose queues fill, so the main process encodes blocks too)."""
     text = "".join(p.read_text() for p in sorted(Path(json.__file__).parent.glob("*.py")))
-    text = (text + "".join(PARAGRAPHS)) * (3 * BLOCK // len(text) + 1)
+    text = (text + "".join(PARAGRAPHS)) * (12 * BLOCK // len(text) + 1)
     (tmp_path / "long.txt").write_text(text)
-    r = run("data", "prepare", "long.txt", "--val-fraction", "0.5")
-    assert r.returncode == 0, r.stderr
-    path = tmp_path / "data" / "long"
-    both = np.concatenate([tokens(path / "train.bin")[:-1], tokens(path / "val.bin")[:-1]])
-    assert both.tolist() == get_tokenizer().encode_ordinary(text)
+    expected = get_tokenizer().encode_ordinary(text)
+    for workers in (1, 3):
+        out = f"long{workers}"
+        r = run("data", "prepare", "long.txt", "--val-fraction", "0.5", "--workers", workers,
+                "--out", out)
+        assert r.returncode == 0, r.stderr
+        path = tmp_path / "data" / out
+        both = np.concatenate([tokens(path / "train.bin")[:-1], tokens(path / "val.bin")[:-1]])
+        assert both.tolist() == expected
 
 
 def test_directory_tree(run, tmp_path):
