@@ -505,7 +505,8 @@ def config_diff(run_dirs: list[Path]) -> list[tuple[str, list]]:
 # ---------------------------------------------------------------------------- curves (compare)
 
 NUM = rb"([^,}\n]*)"
-TRAIN_STEP = re.compile(rb'"kind":"train","step":(-?\d+)')
+TRAIN_PREFIX = np.frombuffer(b'{"kind":"train","step":', dtype=np.uint8)  # the trainer's lines
+STEP_DIGITS = 12  # longer step numbers go the JSON way
 # "loss" and "tokens" appear in train lines only ("val_loss" and "tokens_per_step" are other keys);
 # time is in every line, but last in the trainer's: a greedy match from "kind":"train" finds it at once
 TRAIN_VALUES = {"loss": re.compile(rb'"loss":' + NUM), "tokens": re.compile(rb'"tokens":' + NUM),
@@ -523,17 +524,48 @@ def _floats(values) -> np.ndarray:
     return np.array(out, dtype=np.float64)
 
 
-def _fast_train(seg: bytes, keys) -> dict | None:
-    """Train columns of a stretch of metrics.jsonl, pulled out with regular expressions (~5x
-    faster than json.loads) from lines as the trainer writes them: compact, its key order. None
-    when any line with "train" in it is not like that (torn, reordered, spaced, foreign): the
-    caller parses JSON then."""
-    n_train = seg.count(b'"train"')
+def _train_lines(data: bytes):
+    """Start and end (the newline's position) of every line of data (which ends with a newline),
+    and a mask of the train lines written as the trainer writes them: its compact prefix, ending
+    in "}". numpy over the bytes, in one pass where bytes.find took two."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buf == ord("\n"))
+    starts = np.concatenate(([0], ends[:-1] + 1)) if len(ends) else ends
+    fits = np.flatnonzero(starts + len(TRAIN_PREFIX) < ends)
+    heads = buf[starts[fits, None] + np.arange(len(TRAIN_PREFIX))]
+    is_train = np.zeros(len(starts), dtype=bool)
+    is_train[fits] = (heads == TRAIN_PREFIX).all(axis=1) & (buf[ends[fits] - 1] == ord("}"))
+    return starts, ends, is_train
+
+
+def _steps(data: bytes, line_starts: np.ndarray) -> np.ndarray | None:
+    """The step numbers of train lines that start at line_starts, read straight from the bytes
+    after the prefix (digits, then a comma); None when one is not like that."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    window = np.arange(STEP_DIGITS + 1)
+    text = buf[np.minimum(line_starts[:, None] + len(TRAIN_PREFIX) + window, len(buf) - 1)]
+    digits = (text >= ord("0")) & (text <= ord("9"))
+    n = np.argmin(digits, axis=1)  # the first byte that is not a digit
+    if len(n) and ((n == 0) | (text[np.arange(len(n)), n] != ord(","))).any():
+        return None
+    powers = np.where(window < n[:, None], 10 ** np.maximum(n[:, None] - 1 - window, 0), 0)
+    return ((text.astype(np.int64) - ord("0")) * powers).sum(axis=1).astype(np.float64)
+
+
+def _fast_train(data: bytes, start: int, end: int, keys, line_starts: np.ndarray) -> dict | None:
+    """Train columns of data[start:end], whose train lines (starting at line_starts) are all
+    written as the trainer writes them: steps from the bytes, the other keys pulled out with
+    regular expressions (both ~5x faster than json.loads). None when a column does not have a
+    value for every line (a line torn or foreign): the caller parses JSON then."""
+    steps = _steps(data, line_starts)
+    if steps is None:
+        return None
+    seg = data[start:end]
     try:
-        columns = {}
-        for key, rx in (("step", TRAIN_STEP), *((k, TRAIN_VALUES[k]) for k in keys)):
-            found = rx.findall(seg)
-            if len(found) != n_train:
+        columns = {"step": steps}
+        for key in keys:
+            found = TRAIN_VALUES[key].findall(seg)
+            if len(found) != len(line_starts):
                 return None
             columns[key] = _floats(found)
         return columns
@@ -559,25 +591,29 @@ def load_curves(run_dir: Path, x_keys=X_KEYS) -> dict:
     keys = ("loss", *x_keys)
     train = {k: np.empty(0) for k in ("step", *keys)}
     evals: list[tuple[float, float]] = []
-    start = 0
-    # The few eval and resume lines are found with bytes.find and parsed as JSON; a resume splits
-    # the file into stretches whose train lines are read in bulk.
-    marked = [(pos, len(line), _json_line(line)) for pos, line in _lines_with(data, (b'"eval"', b'"resume"'))]
-    for pos, length, rec in [*marked, (len(data), 0, None)]:
+    # The lines that are not trainer-written train lines (evals, events, anything foreign) are
+    # few: parsed as JSON. A resume splits the file into stretches whose train lines are read in
+    # bulk; a stretch with a train line the trainer did not write that way is parsed as JSON.
+    starts, ends, is_train = _train_lines(data)
+    others = [(int(a), int(b), _json_line(data[a:b])) for a, b in zip(starts[~is_train], ends[~is_train])]
+    start, fast = 0, True
+    for pos, end, rec in [*others, (len(data), len(data), None)]:
         rec = rec or {}
         kind, step = rec.get("kind"), _number(rec.get("step")) or 0
+        fast = fast and kind != "train"
         if kind == "eval" and _number(rec.get("val_loss")) is not None:
             evals.append((step, rec["val_loss"]))
         if not (kind == "event" and rec.get("event") == "resume") and pos < len(data):
             continue
         seg = data[start:pos]
-        part = _fast_train(seg, keys) or _json_train(seg, keys)
+        line_starts = starts[is_train & (starts >= start) & (starts < pos)]
+        part = (fast and _fast_train(data, start, pos, keys, line_starts)) or _json_train(seg, keys)
         train = {k: np.concatenate([train[k], part[k]]) for k in train}
         if pos < len(data):
             keep = ~(train["step"] > step)
             train = {k: v[keep] for k, v in train.items()}
             evals = [e for e in evals if e[0] <= step]
-        start = pos + length + 1
+        start, fast = end + 1, True
     ev = np.array(evals, dtype=np.float64).reshape(-1, 2)
     return {"train": train, "eval": {"step": ev[:, 0], "val_loss": ev[:, 1]}}
 

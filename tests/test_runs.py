@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -220,6 +221,16 @@ def test_compare_cli_and_curves_match_the_exact_reader(past_runs, tmp_path):
         assert curves["train"]["step"].tolist() == [r["step"] for r in exact] == [1, 2, 3, 4, 5, 6]
         assert curves["train"]["loss"].tolist() == [r["loss"] for r in exact] == [9, 8, 7, 6, 15, 14]
         assert curves["eval"]["val_loss"].tolist() == [7.5]
+    # torn, foreign and odd lines: whichever way a stretch is read, what the exact reader reads
+    torn = text.replace('"loss":7,"lr"', '"loss":7,"l\n"lr"')  # step 3's line cut, as by a crash
+    for variant in (torn, text.replace('"step":2,', '"step":-2,'), text.replace('"step":5,', f'"step":{10**13},'),
+                    text.replace('"step":6,"loss":4', '"loss":4,"step":6'), '{"kind":"train","step":1}\n'):
+        (run / "metrics.jsonl").write_text(variant)
+        curves = runs.load_curves(run, ("tokens",))
+        exact = [r for r in rundir.load_metrics(run) if r["kind"] == "train"]
+        assert curves["train"]["step"].tolist() == [r["step"] for r in exact], variant
+        assert curves["train"]["loss"].tolist() == [r.get("loss", math.nan) for r in exact] or \
+            all(math.isnan(v) for v in curves["train"]["loss"]), variant
 
 
 def test_damaged_runs_are_listed_with_their_problem(past_runs, tmp_path):
