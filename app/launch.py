@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,12 +253,15 @@ HELPERS: list[subprocess.Popen] = []
 
 def start_sample(run_dir: Path, prompt: str, temperature: float, top_k: int, max_new_tokens: int,
                  num_samples: int = 1) -> subprocess.Popen:
-    """`gigagpt sample` on the run's latest checkpoint, its stdout and stderr piped back to us."""
+    """`gigagpt sample` on the run's latest checkpoint: its stdout piped back to us as it prints,
+    its stderr in proc.stderr, a temporary file."""
     cmd = [sys.executable, "-m", "gigagpt", "sample", str(Path(run_dir).resolve()), "--prompt", prompt,
            "--temperature", str(temperature), "--top-k", str(top_k), "--max-new-tokens", str(max_new_tokens),
            "--num-samples", str(num_samples)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    err = tempfile.TemporaryFile()  # a file, not a pipe: a chatty stderr never blocks the sampler
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
                             start_new_session=True)  # its own group: cancel ends torch's workers too
+    proc.stderr = err  # read back once it has ended
     HELPERS.append(proc)
     return proc
 

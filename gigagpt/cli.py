@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import os
 import sys
 from pathlib import Path
@@ -211,10 +212,20 @@ def cmd_sample(args) -> int:
     ids = enc.encode_ordinary(args.prompt) if args.prompt else [eot]
     gen = torch.Generator(device=device).manual_seed(args.seed)
     for i in range(args.num_samples):
-        out = model.generate(torch.tensor([ids], device=device), args.max_new_tokens, args.temperature,
-                             args.top_k, eot=eot, generator=gen)
-        text = enc.decode([t for t in out[0].tolist() if t < enc.n_vocab])
-        print(("" if i == 0 else "\n" + "-" * 40 + "\n") + text, flush=True)
+        # streamed as it is generated; a character split across tokens waits for its last byte
+        utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+        sys.stdout.write(("" if i == 0 else "\n" + "-" * 40 + "\n") + args.prompt)
+        sys.stdout.flush()
+
+        def show(token):
+            if token < enc.n_vocab:  # ids past the tokenizer's (vocab padding) print nothing
+                sys.stdout.write(utf8.decode(enc.decode_single_token_bytes(token)))
+                sys.stdout.flush()
+
+        model.generate(torch.tensor([ids], device=device), args.max_new_tokens, args.temperature,
+                       args.top_k, eot=eot, generator=gen, on_token=show)
+        sys.stdout.write(utf8.decode(b"", final=True) + "\n")
+        sys.stdout.flush()
     return 0
 
 

@@ -92,8 +92,10 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1))
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, eot=None, generator=None):
-        """Sample up to max_new_tokens after idx (1, T); stops early at the eot token."""
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, eot=None, generator=None,
+                 on_token=None):
+        """Sample up to max_new_tokens after idx (1, T); stops early at the eot token. on_token
+        gets each new token id as it comes (to stream the text)."""
         for _ in range(max_new_tokens):
             logits = self(idx[:, -self.cfg.block_size:])[:, -1, :].float()
             if temperature <= 0:
@@ -107,6 +109,8 @@ class GPT(nn.Module):
             if eot is not None and nxt.item() == eot:
                 break
             idx = torch.cat((idx, nxt), dim=1)
+            if on_token is not None:
+                on_token(nxt.item())
         return idx
 
 

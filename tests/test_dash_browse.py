@@ -266,6 +266,11 @@ def test_sample_generates_and_cancels(past_runs, tmp_path, gpt2_ready):
             await pilot.press("ctrl+r")
             proc = launch.HELPERS[-1]
             await wait_for(pilot, lambda: "gigagpt sample" in str(status.content), "progress")
+            # the text streams in while it is generated
+            output = sample.query_one("#sample-output", Static)
+            await wait_for(pilot, lambda: len(str(output.content)) > len("Hello") + 20
+                           and "generating:" in str(status.content), "streamed text")
+            assert proc.poll() is None
             await pilot.press("escape")  # cancels
             assert proc.poll() is not None and "cancelled" in str(status.content)
             assert isinstance(app.screen, SampleScreen)

@@ -91,6 +91,10 @@ def test_generate_top_k_max_tokens_and_end_of_text():
     assert m.generate(start, 5, top_k=1, eot=greedy).shape == (1, 3)
     # beyond block_size the context is cropped, generation goes on
     assert m.generate(start, 30, top_k=3).shape == (1, 33)
+    # on_token streams exactly the new tokens, in order (what `gigagpt sample` prints as it goes)
+    streamed = []
+    out = m.generate(start, 12, top_k=5, generator=torch.Generator().manual_seed(1), on_token=streamed.append)
+    assert streamed == out[0, 3:].tolist() and len(streamed) == 12
 
 
 def test_lr_schedule_warmup_then_cosine_to_min():

@@ -1,7 +1,9 @@
 """The sample modal: text from a run's latest checkpoint, by `gigagpt sample` in a subprocess."""
 from __future__ import annotations
 
+import codecs
 import itertools
+import os
 import time
 from pathlib import Path
 
@@ -36,6 +38,7 @@ class SampleScreen(ModalScreen):
         self.run_dir, self.title_text = Path(run_dir), title
         self.proc = None
         self.started = 0.0
+        self.text = ""  # what the sampler has printed so far
         self.spin = itertools.cycle(SPINNER)
 
     def compose(self) -> ComposeResult:
@@ -89,25 +92,39 @@ class SampleScreen(ModalScreen):
             status.update(Text(str(e), style="bold red"))
             return
         self.query_one("#sample-output", Static).update("")
+        self.text = ""
         self.started = time.monotonic()
         self.proc = launch.start_sample(self.run_dir, self.query_one("#s-prompt", Input).value, **values)
         self.follow(self.proc)
 
     @work(thread=True, exit_on_error=False, group="sample")
     def follow(self, proc) -> None:
-        out, err = proc.communicate()  # sample prints each text when it is done; nothing streams
-        self.app.call_from_thread(self.finished, proc, out.decode("utf-8", "replace"),
-                                  err.decode("utf-8", "replace"))
+        """Passes the text on as `gigagpt sample` prints it, token by token."""
+        utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+        while chunk := os.read(proc.stdout.fileno(), 1 << 16):  # what is there, without waiting for more
+            self.app.call_from_thread(self.add_text, proc, utf8.decode(chunk))
+        proc.wait()
+        proc.stderr.seek(0)
+        self.app.call_from_thread(self.finished, proc, utf8.decode(b"", final=True),
+                                  proc.stderr.read().decode("utf-8", "replace"))
 
-    def finished(self, proc, out: str, err: str) -> None:
+    def add_text(self, proc, text: str) -> None:
+        if proc is not self.proc or not text:
+            return  # cancelled meanwhile
+        self.text += text
+        self.query_one("#sample-output", Static).update(Text(self.text))
+        self.query_one("#sample-output-box", VerticalScroll).scroll_end(animate=False)
+
+    def finished(self, proc, rest: str, err: str) -> None:
         if proc is not self.proc:
             return  # cancelled meanwhile
+        self.add_text(proc, rest)
         self.proc = None
         seconds = time.monotonic() - self.started
         status = self.query_one("#sample-status", Static)
         if proc.returncode == 0:
             status.update(Text(f"done in {seconds:.1f} s", style="green"))
-            self.query_one("#sample-output", Static).update(Text(out.rstrip()))
+            self.query_one("#sample-output", Static).update(Text(self.text.rstrip()))
         else:
             # The CLI's one-line error, not a traceback: `gigagpt: error: ...` is its last line.
             lines = [line for line in err.strip().splitlines() if line.strip()]
@@ -118,9 +135,10 @@ class SampleScreen(ModalScreen):
     def tick(self) -> None:
         if self.proc is not None:
             seconds = time.monotonic() - self.started
+            doing = (f"generating: {len(self.text)} characters" if self.text
+                     else "gigagpt sample: loading torch and the checkpoint")
             self.query_one("#sample-status", Static).update(Text(
-                f"{next(self.spin)} gigagpt sample: loading torch and the checkpoint, then generating… "
-                f"{seconds:.0f} s (esc cancels)", style="yellow"))
+                f"{next(self.spin)} {doing}… {seconds:.0f} s (esc cancels)", style="yellow"))
 
     def action_cancel(self) -> None:
         if self.proc is not None:
@@ -132,4 +150,5 @@ class SampleScreen(ModalScreen):
 
     def on_unmount(self) -> None:
         if self.proc is not None:
-            launch.cancel(self.proc)
+            proc, self.proc = self.proc, None  # text still on its way is dropped
+            launch.cancel(proc)
