@@ -372,24 +372,30 @@ def list_all(roots: list[Path], caches: dict | None = None) -> list[dict]:
 
 
 def find_run(roots, arg: str) -> Path:
-    """A run given as a run directory, or as an id under one of the runs roots; RunError when none
-    has it, or when several do (two roots may hold the same id: then its path says which)."""
+    """A run given as a run directory, as an id under one of the runs roots, or as a run name
+    (`smoke` for smoke-20261128-135507) that one run has; RunError when none has it, or when
+    several do (two roots may hold the same id: then its path says which)."""
     roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
-    if len(roots) == 1:
-        return rundir.resolve_run(arg, roots[0])
     p = Path(arg)
     if (p / "meta.json").exists() or (p / "config.toml").exists():
         return p
-    found = {}
-    for root in roots:
-        if (root / arg).is_dir():
-            found.setdefault(os.path.realpath(root / arg), root / arg)
-    if len(found) == 1:
-        return next(iter(found.values()))
-    if found:
-        raise RunError(f"run {arg!r}: in {len(found)} runs roots ({', '.join(map(str, found.values()))}); "
-                       "give the path of the one you mean")
-    raise RunError(f"run {arg!r}: no run directory at {p} or in the runs roots ({', '.join(map(str, roots))})")
+    for exact, match in ((True, lambda d: d.name == arg), (False, lambda d: d.name.startswith(arg + "-"))):
+        found = {}
+        for root in roots:
+            for d in (sorted(root.iterdir()) if root.is_dir() and "/" not in arg else []):
+                if match(d) and d.is_dir():
+                    found.setdefault(os.path.realpath(d), d)
+        if len(found) == 1:
+            return next(iter(found.values()))
+        if found:
+            where = ", ".join(str(d if len(roots) > 1 else d.name) for d in list(found.values())[:6])
+            more = ", ..." if len(found) > 6 else ""
+            what = f"in {len(found)} runs roots" if exact else f"{len(found)} runs match"
+            raise RunError(f"run {arg!r}: {what} ({where}{more}); give the id"
+                           f"{' or the path' if len(roots) > 1 else ''} of the one you mean")
+    places = ", ".join(map(str, roots))
+    raise RunError(f"run {arg!r}: no run directory at {p}, no run {arg!r} in the runs "
+                   f"root{'s' if len(roots) > 1 else ''} ({places})")
 
 
 def run_labels(run_dirs: list[Path]) -> list[str]:

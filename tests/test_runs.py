@@ -119,6 +119,12 @@ def test_show_rename_tag_and_running_refusals(past_runs, tmp_path):
     assert (root / "done").is_dir() and rundir.read_meta(root / "done")["name"] == "my baseline"
     missing = gigagpt("runs", "show", "nope", "--runs-root", root, check=False)
     assert missing.returncode == 2 and "run 'nope': no run directory" in missing.stderr
+    # a run name finds the one run whose id it starts (ids are <name>-<time>); two are ambiguous
+    shutil.copytree(root / "done", root / "smoke-20261128-120000")
+    assert "smoke-20261128-120000" in gigagpt("runs", "show", "smoke", "--runs-root", root).stdout
+    shutil.copytree(root / "done", root / "smoke-20261128-130000")
+    two = gigagpt("runs", "show", "smoke", "--runs-root", root, check=False)
+    assert two.returncode == 2 and "2 runs match (smoke-20261128-120000, smoke-20261128-130000)" in two.stderr
 
 
 def test_rm_asks_or_needs_yes(past_runs, tmp_path):
