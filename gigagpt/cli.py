@@ -329,9 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--path", help="where (default: .venv-cerebras in the repository)")
     q.set_defaults(func=cmd_env)
 
-    q = sub.add_parser("dash", help="open the dashboard")
-    q.add_argument("rest", nargs=argparse.REMAINDER)
-    q.set_defaults(func=lambda a: __import__("app.main", fromlist=["main"]).main(a.rest))
+    sub.add_parser("dash", help="open the dashboard (gigagpt dash --help: its options)", add_help=False)
     return p
 
 
@@ -346,6 +344,11 @@ def error_types() -> tuple:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["dash"]:  # the dashboard parses its own options (REMAINDER would drop --runs-root)
+        from app.main import main as dash
+
+        return dash(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

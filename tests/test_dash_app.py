@@ -314,3 +314,13 @@ def test_launch_with_two_processes(tmp_path, dataset):
         start = next(r for r in rundir.load_metrics(run_dir) if r.get("event") == "start")
         assert start["parallel"] == "fsdp"
     run(go())
+
+
+def test_cli_passes_every_option_to_the_dashboard(tmp_path):
+    """`gigagpt dash --runs-root DIR ...` reaches the dashboard's own parser (argparse's REMAINDER
+    in a subcommand used to drop leading options: `unrecognized arguments: --runs-root`)."""
+    r = subprocess.run([sys.executable, "-m", "gigagpt", "dash", "--runs-root", str(tmp_path), "--browse", "--bogus"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "gigagpt dash: error: unrecognized arguments: --bogus" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "gigagpt", "dash", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--runs-root" in r.stdout and "--browse" in r.stdout
