@@ -215,7 +215,9 @@ def openwebtext_source(val_fraction: float, workers: int) -> Source:
     except ImportError:
         raise DataError("openwebtext needs Hugging Face datasets, the optional extra: "
                         "pip install 'gigagpt[data]'") from None
-    offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE")
+    # as Hugging Face reads them: HF_HUB_OFFLINE=0 means online, so the check runs
+    offline = any(os.environ.get(var, "").upper() in ("1", "ON", "YES", "TRUE")
+                  for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
     proxied = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
     if not offline and not proxied:
         try:

