@@ -227,12 +227,21 @@ def openwebtext_source(val_fraction: float, workers: int) -> Source:
                             "(or a cached copy with HF_HUB_OFFLINE=1). Offline, prepare "
                             "shakespeare or your own text instead") from None
     split = dict(OPENWEBTEXT_SPLIT, test_size=val_fraction)
+    # The hub copy has been a loading script: datasets 3.x runs one only when asked to, 4.0 and
+    # later refuse scripts (they load it once the hub copy is plain data files).
+    script_ok = int(datasets.__version__.split(".")[0]) < 4
     try:
-        ds = datasets.load_dataset(OPENWEBTEXT, split="train", num_proc=workers)
+        ds = datasets.load_dataset(OPENWEBTEXT, split="train", num_proc=workers,
+                                   **({"trust_remote_code": True} if script_ok else {}))
         parts = ds.train_test_split(shuffle=True, **split)
     except Exception as e:  # noqa: BLE001 - network, hub and cache errors alike
+        first = str(e).splitlines()[0] if str(e) else ""
+        if "scripts are no longer supported" in first:
+            raise DataError(f"openwebtext: {OPENWEBTEXT} is a loading script, which datasets "
+                            f"{datasets.__version__} no longer runs; pip install 'datasets<4' "
+                            "and prepare again") from None
         raise DataError(f"openwebtext: loading {OPENWEBTEXT} failed: "
-                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+                        f"{type(e).__name__}: {first}") from None
 
     def docs(part):
         for rows in part.iter(batch_size=1024):

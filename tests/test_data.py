@@ -305,6 +305,27 @@ def test_openwebtext_split_as_datasets_makes_it(cache, tmp_path, monkeypatch):
         assert (again / f).read_bytes() == (out / f).read_bytes()
 
 
+def test_openwebtext_as_a_loading_script(tmp_path, monkeypatch):
+    """The hub's openwebtext has been a loading script, which datasets 4+ refuses: one line that
+    says what to do, not a traceback. (A local script directory stands in for the hub copy.)"""
+    datasets = pytest.importorskip("datasets", reason="the [data] extra (Hugging Face datasets) "
+                                   "is not installed")
+    if int(datasets.__version__.split(".")[0]) < 4:
+        pytest.skip(f"datasets {datasets.__version__} still runs loading scripts")
+    import gigagpt.prepare
+    from gigagpt.prepare import DataError, prepare
+    src = tmp_path / "openwebtext"
+    src.mkdir()
+    (src / "openwebtext.py").write_text("import datasets\n")
+    monkeypatch.setattr(gigagpt.prepare, "OPENWEBTEXT", str(src))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(DataError, match=r"is a loading script, which datasets \S+ no longer runs; "
+                       r"pip install 'datasets<4'"):
+        prepare("openwebtext", str(tmp_path / "data" / "owt"))
+    assert not (tmp_path / "data").exists()
+
+
 def test_openwebtext_checks_connectivity_unless_offline(tmp_path, monkeypatch):
     """HF_HUB_OFFLINE=0 means online, as Hugging Face reads it: the quick check still runs."""
     pytest.importorskip("datasets", reason="the [data] extra (Hugging Face datasets) is not "
