@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import REPO, gigagpt
-from gigagpt import rundir
+from gigagpt import rundir, runs
 
 # tiny, made smaller still so each run takes a few seconds; every step logged.
 FAST = ["--set", "train.log_interval=1", "--set", "train.warmup_steps=2", "--set", "train.eval_steps=2", "--set", "model.block_size=32"]
@@ -139,9 +139,15 @@ def test_sigkill_is_crashed_and_resume_rolls_back(dataset, tmp_path):
     last_ckpt = int(rundir.checkpoints(run)[-1].stem.split("_")[1])
     logged = max(losses(run))
     assert logged > last_ckpt  # steps after the checkpoint were logged and will be recomputed
+    with open(run / "metrics.jsonl", "a") as f:  # a line the kill tore in half
+        f.write('{"kind":"train","step":%d,"loss":1.5,"lr":0.1,"ti' % (logged + 1))
     gigagpt("resume", run, "--stop-at", logged + 2)
     steps = [r["step"] for r in rundir.load_metrics(run) if r["kind"] == "train"]
     assert steps == list(range(1, logged + 3))
+    # the resumed trainer ended the torn line first: it stays one bad line, nothing joins it
+    assert rundir.read_jsonl(run / "metrics.jsonl")[2] == 1
+    curves = runs.load_curves(run)
+    assert curves["train"]["step"].tolist() == steps
     assert rundir.effective_status(rundir.read_meta(run)) == "stopped"
 
 
