@@ -45,6 +45,9 @@ class ExportError(RunError):
 
 # ---------------------------------------------------------------------------- finding runs
 
+RUN_FILES = ("meta.json", "train.log", "metrics.jsonl")  # any one makes a directory a run
+
+
 def run_dirs(root: Path) -> list[Path]:
     """Directories under the runs root that look like runs: a meta.json, a train.log or a
     metrics.jsonl (a run whose meta.json is lost is still listed, as damaged)."""
@@ -53,7 +56,7 @@ def run_dirs(root: Path) -> list[Path]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     return [Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir()
-            and any(os.path.exists(os.path.join(e.path, f)) for f in ("meta.json", "train.log", "metrics.jsonl"))]
+            and any(os.path.exists(os.path.join(e.path, f)) for f in RUN_FILES)]
 
 
 def root_of(args) -> Path:
@@ -373,18 +376,26 @@ def list_all(roots: list[Path], caches: dict | None = None) -> list[dict]:
 
 def find_run(roots, arg: str) -> Path:
     """A run given as a run directory, as an id under one of the runs roots, or as a run name
-    (`smoke` for smoke-20261128-135507) that one run has; RunError when none has it, or when
-    several do (two roots may hold the same id: then its path says which)."""
+    (`smoke` for smoke-20261128-135507, the id `new_run_id` makes) that one run has; RunError when
+    none has it, or when several do (two roots may hold the same id: then its path says which)."""
     roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
     p = Path(arg)
-    if (p / "meta.json").exists() or (p / "config.toml").exists():
+    if any((p / f).exists() for f in (*RUN_FILES, "config.toml")):
         return p
-    for exact, match in ((True, lambda d: d.name == arg), (False, lambda d: d.name.startswith(arg + "-"))):
+    arg = arg.rstrip("/")
+    named = re.compile(re.escape(arg) + r"-\d{8}-\d{6}(?:-\d+)?")
+    for exact, match in ((True, lambda name: name == arg), (False, named.fullmatch)):
         found = {}
         for root in roots:
-            for d in (sorted(root.iterdir()) if root.is_dir() and "/" not in arg else []):
-                if match(d) and d.is_dir():
-                    found.setdefault(os.path.realpath(d), d)
+            if "/" in arg or arg in ("", ".", ".."):  # paths were tried above; ids name no parent
+                break
+            try:
+                dirs = ([root / arg] if (root / arg).is_dir() else []) if exact else \
+                    [d for d in run_dirs(root) if match(d.name)]
+            except OSError:  # an unreadable root holds nothing we can use
+                continue
+            for d in dirs:
+                found.setdefault(os.path.realpath(d), d)
         if len(found) == 1:
             return next(iter(found.values()))
         if found:
@@ -552,7 +563,8 @@ def _steps(data: bytes, line_starts: np.ndarray) -> np.ndarray | None:
     text = buf[np.minimum(line_starts[:, None] + len(TRAIN_PREFIX) + window, len(buf) - 1)]
     digits = (text >= ord("0")) & (text <= ord("9"))
     n = np.argmin(digits, axis=1)  # the first byte that is not a digit
-    if len(n) and ((n == 0) | (text[np.arange(len(n)), n] != ord(","))).any():
+    bad = (n == 0) | (text[np.arange(len(n)), n] != ord(",")) | ((n > 1) & (text[:, 0] == ord("0")))
+    if bad.any():  # not digits then a comma, or a leading zero JSON does not allow
         return None
     powers = np.where(window < n[:, None], 10 ** np.maximum(n[:, None] - 1 - window, 0), 0)
     return ((text.astype(np.int64) - ord("0")) * powers).sum(axis=1).astype(np.float64)

@@ -125,6 +125,19 @@ def test_show_rename_tag_and_running_refusals(past_runs, tmp_path):
     shutil.copytree(root / "done", root / "smoke-20261128-130000")
     two = gigagpt("runs", "show", "smoke", "--runs-root", root, check=False)
     assert two.returncode == 2 and "2 runs match (smoke-20261128-120000, smoke-20261128-130000)" in two.stderr
+    # only <name>-<time> ids count, and only runs: not another name, not any directory, not the root
+    shutil.copytree(root / "done", root / "smoke-test-20261128-120000")
+    (root / "data-backup").mkdir()
+    for arg in ("data", ".", ".."):
+        with pytest.raises(rundir.RunError, match="no run directory"):
+            runs.find_run(root, arg)
+    assert runs.find_run(root, "smoke-test").name == "smoke-test-20261128-120000"
+    # a damaged run (no meta.json) by its path, and an id typed with a trailing slash
+    shutil.copytree(root / "done", root / "damaged")
+    (root / "damaged" / "meta.json").unlink()
+    (root / "damaged" / "config.toml").unlink(missing_ok=True)
+    assert runs.find_run(root, str(root / "damaged")) == root / "damaged"
+    assert runs.find_run(root, "damaged/") == root / "damaged"
 
 
 def test_rm_asks_or_needs_yes(past_runs, tmp_path):
