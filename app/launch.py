@@ -259,11 +259,21 @@ def start_sample(run_dir: Path, prompt: str, temperature: float, top_k: int, max
            "--temperature", str(temperature), "--top-k", str(top_k), "--max-new-tokens", str(max_new_tokens),
            "--num-samples", str(num_samples)]
     err = tempfile.TemporaryFile()  # a file, not a pipe: a chatty stderr never blocks the sampler
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-                            start_new_session=True)  # its own group: cancel ends torch's workers too
-    proc.stderr = err  # read back once it has ended
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)  # its own group: cancel ends torch's workers too
+    except OSError:
+        err.close()
+        raise
+    proc.stderr = err  # read back once it has ended; whoever reads it closes both
     HELPERS.append(proc)
     return proc
+
+
+def forget(proc: subprocess.Popen) -> None:
+    """A helper that has ended and been read: no longer ours to clean up."""
+    if proc in HELPERS:
+        HELPERS.remove(proc)
 
 
 def cancel(proc: subprocess.Popen) -> None:

@@ -211,21 +211,24 @@ def cmd_sample(args) -> int:
     eot = enc.eot_token
     ids = enc.encode_ordinary(args.prompt) if args.prompt else [eot]
     gen = torch.Generator(device=device).manual_seed(args.seed)
+    out = sys.stdout.buffer  # UTF-8 whatever the locale; bad bytes (a prompt's too) as U+FFFD
+
+    def write(text: str):
+        out.write(text.encode("utf-8", "replace"))
+        out.flush()
+
     for i in range(args.num_samples):
         # streamed as it is generated; a character split across tokens waits for its last byte
         utf8 = codecs.getincrementaldecoder("utf-8")("replace")
-        sys.stdout.write(("" if i == 0 else "\n" + "-" * 40 + "\n") + args.prompt)
-        sys.stdout.flush()
+        write(("" if i == 0 else "\n" + "-" * 40 + "\n") + args.prompt)
 
         def show(token):
             if token < enc.n_vocab:  # ids past the tokenizer's (vocab padding) print nothing
-                sys.stdout.write(utf8.decode(enc.decode_single_token_bytes(token)))
-                sys.stdout.flush()
+                write(utf8.decode(enc.decode_single_token_bytes(token)))
 
         model.generate(torch.tensor([ids], device=device), args.max_new_tokens, args.temperature,
                        args.top_k, eot=eot, generator=gen, on_token=show)
-        sys.stdout.write(utf8.decode(b"", final=True) + "\n")
-        sys.stdout.flush()
+        write(utf8.decode(b"", final=True) + "\n")
     return 0
 
 

@@ -101,12 +101,17 @@ class SampleScreen(ModalScreen):
     def follow(self, proc) -> None:
         """Passes the text on as `gigagpt sample` prints it, token by token."""
         utf8 = codecs.getincrementaldecoder("utf-8")("replace")
-        while chunk := os.read(proc.stdout.fileno(), 1 << 16):  # what is there, without waiting for more
-            self.app.call_from_thread(self.add_text, proc, utf8.decode(chunk))
-        proc.wait()
-        proc.stderr.seek(0)
-        self.app.call_from_thread(self.finished, proc, utf8.decode(b"", final=True),
-                                  proc.stderr.read().decode("utf-8", "replace"))
+        try:
+            while chunk := os.read(proc.stdout.fileno(), 1 << 16):  # what is there, not waiting for more
+                self.app.call_from_thread(self.add_text, proc, utf8.decode(chunk))
+            proc.wait()
+            proc.stderr.seek(0)
+            err = proc.stderr.read().decode("utf-8", "replace")
+        finally:
+            proc.stdout.close()
+            proc.stderr.close()
+            launch.forget(proc)
+        self.app.call_from_thread(self.finished, proc, utf8.decode(b"", final=True), err)
 
     def add_text(self, proc, text: str) -> None:
         if proc is not self.proc or not text:
