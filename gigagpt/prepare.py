@@ -23,6 +23,8 @@ import sys
 import tarfile
 import time
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -295,25 +297,32 @@ def encode_ordered(batch_iter, workers: int):
         return
 
     def done(result):
-        return isinstance(result, np.ndarray) or result.ready()
+        return isinstance(result, np.ndarray) or result.done()
 
     def tokens(result):
-        return result if isinstance(result, np.ndarray) else result.get()
+        return result if isinstance(result, np.ndarray) else result.result()
 
-    with multiprocessing.get_context().Pool(workers - 1) as pool:
-        pending = deque()  # (batch, its tokens or the helper's AsyncResult), in input order
-        for batch in batch_iter:
-            in_helpers = sum(not done(result) for _, result in pending)
-            if in_helpers < 2 * (workers - 1):
-                pending.append((batch, pool.apply_async(encode_batch, (batch,))))
-            else:
-                pending.append((batch, encode_batch(batch)))
-            while pending and (done(pending[0][1]) or len(pending) >= 2 * workers):
+    # a helper that dies (out of memory, killed) fails its batches with BrokenProcessPool
+    with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context()) as pool:
+        pending = deque()  # (batch, its tokens or the helper's future), in input order
+        try:
+            for batch in batch_iter:
+                in_helpers = sum(not done(result) for _, result in pending)
+                if in_helpers < 2 * (workers - 1):
+                    pending.append((batch, pool.submit(encode_batch, batch)))
+                else:
+                    pending.append((batch, encode_batch(batch)))
+                while pending and (done(pending[0][1]) or len(pending) >= 2 * workers):
+                    batch, result = pending.popleft()
+                    yield batch, tokens(result)
+            while pending:
                 batch, result = pending.popleft()
                 yield batch, tokens(result)
-        while pending:
-            batch, result = pending.popleft()
-            yield batch, tokens(result)
+        except BrokenProcessPool:
+            raise DataError("a tokenizing process died (out of memory? killed?); nothing was "
+                            "written; try again, or with fewer --workers") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Progress:

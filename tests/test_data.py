@@ -359,3 +359,28 @@ def test_list_and_show(run, tmp_path):
     assert meta["sha256"]["train.bin"] in r.stdout
     r = run("data", "show", "nope")
     assert r.returncode == 2 and "no prepared dataset" in r.stderr
+
+
+MAIN_PID = os.getpid()
+
+
+def dies_in_a_helper(batch):
+    """encode_batch, but a helper process (forked: it runs this too) dies on its first batch."""
+    import gigagpt.prepare
+    if os.getpid() != MAIN_PID:
+        os._exit(1)
+    return gigagpt.prepare.ENCODE_BATCH(batch)
+
+
+def test_a_helper_that_dies_fails_the_prepare_cleanly(cache, tmp_path, monkeypatch):
+    """A tokenizing process killed mid-run (the OOM killer, say): one clear error at once, no
+    hang, and nothing left in the data directory."""
+    import gigagpt.prepare
+    from gigagpt.prepare import DataError, prepare
+    monkeypatch.setenv("GIGAGPT_CACHE", str(cache))
+    (tmp_path / "t.txt").write_text("".join(PARAGRAPHS) * (6 * BLOCK // len("".join(PARAGRAPHS))))
+    monkeypatch.setattr(gigagpt.prepare, "ENCODE_BATCH", gigagpt.prepare.encode_batch, raising=False)
+    monkeypatch.setattr(gigagpt.prepare, "encode_batch", dies_in_a_helper)
+    with pytest.raises(DataError, match="a tokenizing process died"):
+        prepare(str(tmp_path / "t.txt"), str(tmp_path / "data" / "t"), workers=2)
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
