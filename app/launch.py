@@ -252,12 +252,12 @@ HELPERS: list[subprocess.Popen] = []
 
 
 def start_sample(run_dir: Path, prompt: str, temperature: float, top_k: int, max_new_tokens: int,
-                 num_samples: int = 1) -> subprocess.Popen:
+                 seed: int = 1337, num_samples: int = 1) -> subprocess.Popen:
     """`gigagpt sample` on the run's latest checkpoint: its stdout piped back to us as it prints,
     its stderr in proc.stderr, a temporary file."""
     cmd = [sys.executable, "-m", "gigagpt", "sample", str(Path(run_dir).resolve()), "--prompt", prompt,
            "--temperature", str(temperature), "--top-k", str(top_k), "--max-new-tokens", str(max_new_tokens),
-           "--num-samples", str(num_samples)]
+           "--seed", str(seed), "--num-samples", str(num_samples)]
     err = tempfile.TemporaryFile()  # a file, not a pipe: a chatty stderr never blocks the sampler
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,

@@ -261,6 +261,8 @@ def test_sample_generates_and_cancels(past_runs, tmp_path, gpt2_ready):
             assert "done in" in str(status.content), status.content
             text = str(sample.query_one("#sample-output", Static).content)
             assert text.startswith("Hello") and len(text) > len("Hello")
+            # repeatable by its seed, and the next sample gets the next seed
+            assert "seed 1337" in str(status.content) and sample.query_one("#s-seed", Input).value == "1338"
 
             sample.query_one("#s-max-new-tokens", Input).value = "100000"
             await pilot.press("ctrl+r")

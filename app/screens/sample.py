@@ -23,6 +23,8 @@ FIELDS = {
     "temperature": ("temperature", "0.8", float, lambda v: v > 0, "a number > 0"),
     "top-k": ("top-k", "200", int, lambda v: v >= 1, "an integer >= 1"),
     "max-new-tokens": ("new tokens", "200", int, lambda v: 1 <= v <= 100_000, "an integer from 1 to 100000"),
+    # the seed makes a sample repeatable (`gigagpt sample RUN --seed N`); it moves on after each one
+    "seed": ("seed", "1337", int, lambda v: 0 <= v < 2**63, "an integer >= 0"),
 }
 
 
@@ -39,6 +41,7 @@ class SampleScreen(ModalScreen):
         self.proc = None
         self.started = 0.0
         self.text = ""  # what the sampler has printed so far
+        self.seed = 0  # the seed of the sample in hand
         self.spin = itertools.cycle(SPINNER)
 
     def compose(self) -> ComposeResult:
@@ -93,6 +96,7 @@ class SampleScreen(ModalScreen):
             return
         self.query_one("#sample-output", Static).update("")
         self.text = ""
+        self.seed = values["seed"]
         self.started = time.monotonic()
         self.proc = launch.start_sample(self.run_dir, self.query_one("#s-prompt", Input).value, **values)
         self.follow(self.proc)
@@ -128,7 +132,9 @@ class SampleScreen(ModalScreen):
         seconds = time.monotonic() - self.started
         status = self.query_one("#sample-status", Static)
         if proc.returncode == 0:
-            status.update(Text(f"done in {seconds:.1f} s", style="green"))
+            status.update(Text(f"done in {seconds:.1f} s (seed {self.seed}; the next one gets a new seed)",
+                               style="green"))
+            self.query_one("#s-seed", Input).value = str(self.seed + 1)
             self.query_one("#sample-output", Static).update(Text(self.text.rstrip()))
         else:
             # The CLI's one-line error, not a traceback: `gigagpt: error: ...` is its last line.
