@@ -133,7 +133,8 @@ def cpu_peak_flops(dtype: str) -> float:
     if key in cached:
         return cached[key]
     n, tdtype = 1024, torch.bfloat16 if dtype == "bfloat16" else torch.float32
-    a, b = torch.randn(n, n, dtype=tdtype), torch.randn(n, n, dtype=tdtype)
+    gen = torch.Generator().manual_seed(0)  # its own: the global RNG (dropout) must not see the probe
+    a, b = (torch.randn(n, n, generator=gen).to(tdtype) for _ in range(2))
     best = 0.0
     for _ in range(5):
         t0 = time.perf_counter()
