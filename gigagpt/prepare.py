@@ -303,26 +303,26 @@ def encode_ordered(batch_iter, workers: int):
         return result if isinstance(result, np.ndarray) else result.result()
 
     # a helper that dies (out of memory, killed) fails its batches with BrokenProcessPool
-    with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context()) as pool:
-        pending = deque()  # (batch, its tokens or the helper's future), in input order
-        try:
-            for batch in batch_iter:
-                in_helpers = sum(not done(result) for _, result in pending)
-                if in_helpers < 2 * (workers - 1):
-                    pending.append((batch, pool.submit(encode_batch, batch)))
-                else:
-                    pending.append((batch, encode_batch(batch)))
-                while pending and (done(pending[0][1]) or len(pending) >= 2 * workers):
-                    batch, result = pending.popleft()
-                    yield batch, tokens(result)
-            while pending:
+    pool = ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context())
+    pending = deque()  # (batch, its tokens or the helper's future), in input order
+    try:
+        for batch in batch_iter:
+            in_helpers = sum(not done(result) for _, result in pending)
+            if in_helpers < 2 * (workers - 1):
+                pending.append((batch, pool.submit(encode_batch, batch)))
+            else:
+                pending.append((batch, encode_batch(batch)))
+            while pending and (done(pending[0][1]) or len(pending) >= 2 * workers):
                 batch, result = pending.popleft()
                 yield batch, tokens(result)
-        except BrokenProcessPool:
-            raise DataError("a tokenizing process died (out of memory? killed?); nothing was "
-                            "written; try again, or with fewer --workers") from None
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        while pending:
+            batch, result = pending.popleft()
+            yield batch, tokens(result)
+    except BrokenProcessPool:
+        raise DataError("a tokenizing process died (out of memory? killed?); nothing was "
+                        "written; try again, or with fewer --workers") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Progress:

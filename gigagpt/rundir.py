@@ -113,6 +113,13 @@ def effective_status(meta: dict, now: float | None = None) -> str:
     return status
 
 
+def ends_with_newline(path: Path) -> bool:
+    """Whether a non-empty file's last byte is a newline (no torn last line)."""
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
 def append_jsonl(f, record: dict) -> None:
     """One whole line per record, flushed, so a reader sees at most one torn last line."""
     f.write(json.dumps(record, separators=(",", ":")) + "\n")

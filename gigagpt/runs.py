@@ -374,6 +374,18 @@ def list_all(roots: list[Path], caches: dict | None = None) -> list[dict]:
     return rows
 
 
+def _runs_in(roots: list[Path], pick) -> list[Path]:
+    """The run directories pick(root) gives in each root, each once (two roots may be one)."""
+    found = {}
+    for root in roots:
+        try:
+            for d in pick(root):
+                found.setdefault(os.path.realpath(d), d)
+        except OSError:  # an unreadable root holds nothing we can use
+            pass
+    return list(found.values())
+
+
 def find_run(roots, arg: str) -> Path:
     """A run given as a run directory, as an id under one of the runs roots, or as a run name
     (`smoke` for smoke-20261128-135507, the id `new_run_id` makes) that one run has; RunError when
@@ -383,30 +395,20 @@ def find_run(roots, arg: str) -> Path:
     if any((p / f).exists() for f in (*RUN_FILES, "config.toml")):
         return p
     arg = arg.rstrip("/")
-    named = re.compile(re.escape(arg) + r"-\d{8}-\d{6}(?:-\d+)?")
-    for exact, match in ((True, lambda name: name == arg), (False, named.fullmatch)):
-        found = {}
-        for root in roots:
-            if "/" in arg or arg in ("", ".", ".."):  # paths were tried above; ids name no parent
-                break
-            try:
-                dirs = ([root / arg] if (root / arg).is_dir() else []) if exact else \
-                    [d for d in run_dirs(root) if match(d.name)]
-            except OSError:  # an unreadable root holds nothing we can use
-                continue
-            for d in dirs:
-                found.setdefault(os.path.realpath(d), d)
-        if len(found) == 1:
-            return next(iter(found.values()))
-        if found:
-            where = ", ".join(str(d if len(roots) > 1 else d.name) for d in list(found.values())[:6])
-            more = ", ..." if len(found) > 6 else ""
-            what = f"in {len(found)} runs roots" if exact else f"{len(found)} runs match"
-            raise RunError(f"run {arg!r}: {what} ({where}{more}); give the id"
-                           f"{' or the path' if len(roots) > 1 else ''} of the one you mean")
-    places = ", ".join(map(str, roots))
+    if "/" not in arg and arg not in ("", ".", ".."):  # a path was tried above; an id names no parent
+        named = re.compile(re.escape(arg) + r"-\d{8}-\d{6}(?:-\d+)?")
+        for several, pick in (("in {} runs roots", lambda root: [root / arg] if (root / arg).is_dir() else []),
+                              ("{} runs match", lambda root: [d for d in run_dirs(root) if named.fullmatch(d.name)])):
+            found = _runs_in(roots, pick)
+            if len(found) == 1:
+                return found[0]
+            if found:
+                where = ", ".join(str(d if len(roots) > 1 else d.name) for d in found[:6])
+                more = ", ..." if len(found) > 6 else ""
+                raise RunError(f"run {arg!r}: {several.format(len(found))} ({where}{more}); give the id"
+                               f"{' or the path' if len(roots) > 1 else ''} of the one you mean")
     raise RunError(f"run {arg!r}: no run directory at {p}, no run {arg!r} in the runs "
-                   f"root{'s' if len(roots) > 1 else ''} ({places})")
+                   f"root{'s' if len(roots) > 1 else ''} ({', '.join(map(str, roots))})")
 
 
 def run_labels(run_dirs: list[Path]) -> list[str]:

@@ -264,11 +264,10 @@ def start_run(run_dir: Path, cfg: Config, resume: bool, preset: str, argv, **fie
     (run_dir / "config.toml").write_text(to_toml(cfg))
     meta.update()
     threading.Thread(target=meta.beat_forever, daemon=True).start()
-    metrics = open(run_dir / "metrics.jsonl", "a+b")
-    if metrics.tell() and (metrics.seek(-1, os.SEEK_END), metrics.read(1))[1] != b"\n":
-        metrics.write(b"\n")  # a crash tore the last line: it stays a line of its own, skipped
-    metrics.close()
-    return meta, open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+    metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+    if metrics.tell() and not rundir.ends_with_newline(run_dir / "metrics.jsonl"):
+        metrics.write("\n")  # a crash tore the last line: it stays a line of its own, skipped
+    return meta, metrics
 
 
 def watch_stop_signals(note: str = "") -> list:
