@@ -490,14 +490,10 @@ def write_dataset(out: Path, source: Source, pool, workers: int, val_fraction: f
                 raise DataError(f"{source.describe}: empty corpus: it holds no text")
             else:
                 split_tail(tmp / "all.bin", tmp / "train.bin", tmp / "val.bin", val_fraction)
-        except Exception:
-            if digest:  # a damaged download explains whatever went wrong in reading it
-                check_download(source.download, digest)
-            raise
         finally:
             progress.close()
-        if digest:
-            check_download(source.download, digest)
+            if digest:  # also when reading failed: a damaged download explains that
+                check_download(source.download, digest)
         stats = {s: bin_stats(tmp / f"{s}.bin") for s in ("train", "val")}
         meta = {
             "tokenizer": "gpt2",
