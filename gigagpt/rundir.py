@@ -262,14 +262,3 @@ def checkpoints(run_dir: Path) -> list[Path]:
     an interrupted write start with '.' and are ignored."""
     found = [p for kind in ("pt", "dcp", "mdl") for p in Path(run_dir, "checkpoints").glob(f"step_*.{kind}")]
     return sorted(found, key=lambda p: p.name)
-
-
-def resolve_run(arg: str, root: Path) -> Path:
-    """A run given as a directory path or as an id under the runs root."""
-    p = Path(arg)
-    if (p / "meta.json").exists() or (p / "config.toml").exists():
-        return p
-    q = Path(root) / arg
-    if q.is_dir():
-        return q
-    raise RunError(f"run {arg!r}: no run directory at {p} or {q}")
