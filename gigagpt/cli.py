@@ -33,9 +33,10 @@ UNDER_TORCHRUN = int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 def find_run(args) -> Path:
     """RUN as a directory, or an id under the runs root or the settings file's extra roots."""
-    from gigagpt import runs
+    from gigagpt.runs_cli import roots_of
+    from gigagpt.store.layout import find_run as find
 
-    return runs.find_run(runs.roots_of(args), args.run)
+    return find(roots_of(args), args.run)
 
 
 def launch_torchrun(nproc: int, argv: list[str]) -> int:
@@ -318,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_plan)
 
-    from gigagpt.runs import add_runs_parser  # no torch: list, show, stop, export, rm, rename, tag
+    from gigagpt.runs_cli import add_runs_parser  # no torch: list, show, stop, export, rm, rename, tag
 
     add_runs_parser(sub)
 
@@ -348,10 +349,9 @@ def error_types() -> tuple:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["dash"]:  # the dashboard parses its own options (REMAINDER would drop --runs-root)
-        from app.main import main as dash
-
-        return dash(argv[1:])
+    if argv[:1] == ["dash"]:  # the dashboard's own entry point parses its options; the core never imports app/
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "app", *argv[1:]])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -360,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `gigagpt runs list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

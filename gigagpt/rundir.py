@@ -17,8 +17,7 @@ STALE_AFTER = 90  # a running run silent for this long is reported as crashed
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
 
-class RunError(ValueError):
-    pass
+from gigagpt.store.files import RunError  # noqa: E402,F401  (moving to gigagpt.store)
 
 
 def check_run_id(run_id: str) -> str:

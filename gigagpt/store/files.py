@@ -1,0 +1,89 @@
+"""Writing run files so that a reader or a crash never sees half of one."""
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import stat
+from pathlib import Path
+
+
+class RunError(ValueError):
+    """A run that cannot be used as asked: one line for the user."""
+
+
+def atomic_write(path: Path, write, mode: str = "wb") -> None:
+    """Write through a temp file in the same directory, fsync, then rename over `path`.
+
+    A reader (or a crash) sees either the old file or the whole new one, never a torn one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: Path, obj: dict) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"), mode="w")
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def ends_with_newline(path: Path) -> bool:
+    """Whether a non-empty file's last byte is a newline (no torn last line)."""
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def append_jsonl(f, record: dict) -> None:
+    """One whole line per record, flushed, so a reader sees at most one torn last line.
+
+    A NaN or infinity is written as null: strict JSON readers refuse those tokens.
+    """
+    record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+    f.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+    f.flush()
+
+
+def os_reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e)
+
+
+class NotRegular(OSError):
+    """A path that exists but is not a regular file (a directory, a FIFO, a device)."""
+
+
+def open_regular(path: Path):
+    """Open a regular file for binary reading. Never blocks (a FIFO named like a run file would
+    block a plain open until a writer came) and never reads a directory or device: NotRegular."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of a regular file (the caller refuses more than `limit`)."""
+    with open_regular(path) as f:
+        return f.read(limit + 1)

@@ -1,0 +1,114 @@
+"""A trainer's ownership of its run directory, and whether a run is running or crashed.
+
+The trainer holds an exclusive flock on `<run>/.lock` for its whole life; the kernel releases it
+on any death (a kill, an OOM, a power-off of the process), and a suspended trainer (SIGSTOP, a
+debugger) keeps it. So on the run's own host the lock decides `running` vs `crashed`; for a run on
+another host (a shared filesystem, where flock may not cross machines) the heartbeat does.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+
+import psutil
+
+from gigagpt.store.files import RunError
+
+LOCK_FILE = ".lock"
+HEARTBEAT_SECONDS = 10  # the trainer refreshes meta.json's heartbeat this often
+STALE_AFTER = 90  # a run on another host silent for this long is reported as crashed
+HOST = socket.gethostname()
+
+
+class RunLock:
+    """The exclusive lock a trainer (or a deletion) holds on a run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_FILE
+        self.fd: int | None = None
+
+    def acquire(self, what: str = "train", wait: float = 2.0) -> "RunLock":
+        """Take the lock or raise RunError naming its holder. Readers probe it with a shared lock
+        for a moment, so a busy lock is retried for `wait` seconds before giving up."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                    os.close(fd)
+                    holder = holder_pid(self.path.parent)
+                    raise RunError(f"run {self.path.parent.name}: in use by "
+                                   f"{f'process {holder}' if holder else 'another process'} "
+                                   f"(a trainer or a deletion); {what} it after that stops") from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the last descriptor releases the flock
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def is_locked(run_dir: Path) -> bool | None:
+    """True while some process holds the run's lock, False when nobody does, None when the run
+    has no lock file (written by an older trainer) or it cannot be opened."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError as e:
+        return True if e.errno in (errno.EAGAIN, errno.EACCES) else None
+    finally:
+        os.close(fd)  # also drops the shared lock just taken
+
+
+def holder_pid(run_dir: Path) -> int | None:
+    try:
+        text = (Path(run_dir) / LOCK_FILE).read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and 0 < int(text) < 2**31 else None
+
+
+def pid_alive(pid) -> bool:
+    """A live process on this host (a zombie, exited but not yet reaped, is dead)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True  # exists, but we may not look at it
+
+
+def liveness(run_dir: Path, host, pid, heartbeat, now: float | None = None) -> str:
+    """`running` or `crashed` for a run whose meta.json says running: by its lock on this host,
+    by its pid for a run without a lock file, by its heartbeat on another host."""
+    if host == HOST:
+        locked = is_locked(run_dir)
+        if locked is not None:
+            return "running" if locked else "crashed"
+        return "running" if pid_alive(pid) else "crashed"
+    if (now or time.time()) - (heartbeat or 0) > STALE_AFTER:
+        return "crashed"
+    return "running"
