@@ -51,13 +51,15 @@ def ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-def append_jsonl(f, record: dict) -> None:
-    """One whole line per record, flushed, so a reader sees at most one torn last line.
-
-    A NaN or infinity is written as null: strict JSON readers refuse those tokens.
-    """
+def jsonl_line(record: dict) -> str:
+    """One metrics.jsonl line. A NaN or infinity is written as null: strict JSON readers refuse those tokens."""
     record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
-    f.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+    return json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
+
+
+def append_jsonl(f, record: dict) -> None:
+    """One whole line per record, flushed, so a reader sees at most one torn last line."""
+    f.write(jsonl_line(record))
     f.flush()
 
 

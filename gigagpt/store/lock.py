@@ -34,7 +34,11 @@ class RunLock:
     def acquire(self, what: str = "train", wait: float = 2.0) -> "RunLock":
         """Take the lock or raise RunError naming its holder. Readers probe it with a shared lock
         for a moment, so a busy lock is retried for `wait` seconds before giving up."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        except OSError as e:  # a read-only or vanished run directory, a .lock that is not a file
+            raise RunError(f"run {self.path.parent.name}: cannot open its lock file {LOCK_FILE} "
+                           f"({e.strerror or e})") from None
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -48,8 +52,11 @@ class RunLock:
                                    f"{f'process {holder}' if holder else 'another process'} "
                                    f"(a trainer or a deletion); {what} it after that stops") from None
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # a full disk: the lock holds all the same; the pid only names the holder
         self.fd = fd
         return self
 
