@@ -16,7 +16,11 @@ import numpy as np
 import pytest
 
 from conftest import gigagpt, start_training
-from gigagpt import rundir, runs
+from gigagpt import listing
+from gigagpt.store import curves, export, layout, metrics, scan, summary
+from gigagpt.store.files import RunError, write_json
+from gigagpt.store.lock import RunLock
+from gigagpt.store.meta import read_meta
 
 SAFETY_TIMEOUT = 150
 
@@ -59,15 +63,15 @@ def test_list_every_ending_and_filters(past_runs):
 
 def test_summary_cache_rereads_only_what_changed(past_runs, tmp_path, monkeypatch):
     root = copy_runs(past_runs, tmp_path, "done", "stopped")
-    first = runs.list_runs(root)
-    assert (root / runs.SUMMARY_CACHE).is_file()
+    first = summary.list_runs(root)
+    assert (root / summary.SUMMARY_CACHE).is_file()
     calls = []
-    monkeypatch.setattr(runs, "scan_metrics", lambda path, state: calls.append(path) or state)
-    assert runs.list_runs(root) == first and calls == []  # warm: nothing re-read
+    monkeypatch.setattr(summary, "scan_metrics", lambda path, state: calls.append(path) or state)
+    assert summary.list_runs(root) == first and calls == []  # warm: nothing re-read
     with open(root / "stopped" / "metrics.jsonl", "a") as f:  # a run that moves on
         f.write(json.dumps({"kind": "eval", "step": 4, "val_loss": 1.5, "time": time.time()}) + "\n")
     monkeypatch.undo()
-    again = {r["id"]: r for r in runs.list_runs(root)}
+    again = {r["id"]: r for r in summary.list_runs(root)}
     assert again["stopped"]["best_val"] == 1.5 and again["done"] == {r["id"]: r for r in first}["done"]
 
 
@@ -84,14 +88,14 @@ def test_scan_is_incremental_and_honours_resumes(tmp_path):
           {"kind": "eval", "step": 2, "val_loss": 2.0, "time": 1},
           {"kind": "train", "step": 4, "loss": 2.5, "tokens": 20, "tok_s": 5, "time": 2},
           {"kind": "eval", "step": 4, "val_loss": 1.0, "time": 2}, torn='{"kind":"tra')
-    state = runs.scan_metrics(path, None)
+    state = scan.scan_metrics(path, None)
     assert state["best_val"] == 1.0 and state["last"]["step"] == 4 and state["bad_lines"] == 0
     # resume from step 2 voids the step-4 eval (and its best val); the torn line completes as garbage
     with open(path, "a") as f:
         f.write('in"\n')
     write({"kind": "event", "event": "resume", "step": 2, "time": 3},
           {"kind": "eval", "step": 3, "val_loss": 1.8, "time": 4})
-    state = runs.scan_metrics(path, state)
+    state = scan.scan_metrics(path, state)
     assert state["best_val"] == 1.8 and state["val"] == 1.8 and state["last"]["step"] == 2
     assert state["bad_lines"] == 1
 
@@ -103,22 +107,26 @@ def test_show_rename_tag_and_running_refusals(past_runs, tmp_path):
     gigagpt("runs", "rename", "done", "my baseline", "--runs-root", root)
     gigagpt("runs", "tag", "done", "baseline", "lr-3e-4", "--runs-root", root)
     gigagpt("runs", "tag", "done", "lr-3e-4", "--remove", "--runs-root", root)
-    meta = rundir.read_meta(root / "done")
-    assert meta["name"] == "my baseline" and meta["tags"] == ["baseline"] and meta["id"] == "done"
+    meta = read_meta(root / "done")
+    assert meta.name == "my baseline" and meta.tags == ["baseline"] and meta.id == "done"
     (row,) = listed(root, "--filter", "baseline")
     assert row["name"] == "my baseline" and (root / "done").is_dir()
     bad = gigagpt("runs", "tag", "done", "two words", "--runs-root", root, check=False)
     assert bad.returncode == 2 and "tag 'two words'" in bad.stderr
 
-    # A running run (this test's own pid) is refused: its trainer rewrites meta.json.
-    meta.update(status="running", pid=os.getpid(), host=socket.gethostname(), heartbeat=time.time())
-    rundir.write_json(root / "done" / "meta.json", meta)
-    for args in (("rename", "done", "x"), ("tag", "done", "y"), ("rm", "done", "--yes")):
-        proc = gigagpt("runs", *args, "--runs-root", root, check=False)
-        assert proc.returncode == 2 and "running" in proc.stderr, proc.stderr
-    assert (root / "done").is_dir() and rundir.read_meta(root / "done")["name"] == "my baseline"
+    # A running run is refused: its trainer rewrites meta.json. Here this test holds the run's
+    # lock, as a trainer does, and meta.json says running on this host.
+    write_json(root / "done" / "meta.json", {**meta.raw, "status": "running", "pid": os.getpid(),
+                                             "host": socket.gethostname(), "heartbeat": time.time()})
+    with RunLock(root / "done").acquire():
+        for args in (("rename", "done", "x"), ("tag", "done", "y"), ("rm", "done", "--yes")):
+            proc = gigagpt("runs", *args, "--runs-root", root, check=False)
+            assert proc.returncode == 2 and "running" in proc.stderr, proc.stderr
+        assert listed(root)[0]["status"] == "running"
+    assert listed(root)[0]["status"] == "crashed"  # the lock's holder is gone, whatever its pid
+    assert (root / "done").is_dir() and read_meta(root / "done").name == "my baseline"
     missing = gigagpt("runs", "show", "nope", "--runs-root", root, check=False)
-    assert missing.returncode == 2 and "run 'nope': no run directory" in missing.stderr
+    assert missing.returncode == 2 and "run 'nope': not a run directory" in missing.stderr
     # a run name finds the one run whose id it starts (ids are <name>-<time>); two are ambiguous
     shutil.copytree(root / "done", root / "smoke-20261128-120000")
     assert "smoke-20261128-120000" in gigagpt("runs", "show", "smoke", "--runs-root", root).stdout
@@ -129,15 +137,15 @@ def test_show_rename_tag_and_running_refusals(past_runs, tmp_path):
     shutil.copytree(root / "done", root / "smoke-test-20261128-120000")
     (root / "data-backup").mkdir()
     for arg in ("data", ".", ".."):
-        with pytest.raises(rundir.RunError, match="no run directory"):
-            runs.find_run(root, arg)
-    assert runs.find_run(root, "smoke-test").name == "smoke-test-20261128-120000"
+        with pytest.raises(RunError, match="not a run directory"):
+            layout.find_run(root, arg)
+    assert layout.find_run(root, "smoke-test").name == "smoke-test-20261128-120000"
     # a damaged run (no meta.json) by its path, and an id typed with a trailing slash
     shutil.copytree(root / "done", root / "damaged")
     (root / "damaged" / "meta.json").unlink()
     (root / "damaged" / "config.toml").unlink(missing_ok=True)
-    assert runs.find_run(root, str(root / "damaged")) == root / "damaged"
-    assert runs.find_run(root, "damaged/") == root / "damaged"
+    assert layout.find_run(root, str(root / "damaged")) == root / "damaged"
+    assert layout.find_run(root, "damaged/") == root / "damaged"
 
 
 def test_rm_asks_or_needs_yes(past_runs, tmp_path):
@@ -182,7 +190,7 @@ def test_export_csv_long_form(past_runs, tmp_path):
     rows = list(csv.DictReader(open(out)))
     assert list(rows[0]) == ["run", "step", "kind", "metric", "value"]
     losses = [(r["step"], float(r["value"])) for r in rows if r["run"] == "done" and r["metric"] == "loss"]
-    expected = [(str(r["step"]), r["loss"]) for r in rundir.load_metrics(past_runs / "done") if r["kind"] == "train"]
+    expected = [(str(r["step"]), r["loss"]) for r in metrics.load_metrics(past_runs / "done") if r["kind"] == "train"]
     assert losses == expected and [s for s, _ in losses] == ["2", "4", "6"]
     assert any(r["kind"] == "eval" and r["metric"] == "val_loss" and r["step"] == "6" for r in rows)
     assert {r["run"] for r in rows} == {"done", "stopped"}
@@ -213,7 +221,7 @@ def test_export_tensorboard(past_runs, tmp_path):
     out = tmp_path / "tb"
     gigagpt("runs", "export", "done", "failed", "--tensorboard", out, "--runs-root", past_runs)
     scalars = read_events(out / "done")
-    expected = [(r["step"], r["loss"]) for r in rundir.load_metrics(past_runs / "done") if r["kind"] == "train"]
+    expected = [(r["step"], r["loss"]) for r in metrics.load_metrics(past_runs / "done") if r["kind"] == "train"]
     assert [s for s, _ in scalars["train/loss"]] == [s for s, _ in expected]
     assert np.allclose([v for _, v in scalars["train/loss"]], [v for _, v in expected], rtol=1e-6)
     assert [s for s, _ in scalars["eval/val_loss"]] == [6]
@@ -223,7 +231,7 @@ def test_export_tensorboard(past_runs, tmp_path):
 def test_compare_cli_and_curves_match_the_exact_reader(past_runs, tmp_path):
     out = gigagpt("runs", "compare", "done", "stopped", "--runs-root", past_runs).stdout
     assert "train.max_steps" in out and "20" in out
-    # Curves: the fast path and the JSON path give what rundir.load_metrics gives, resumes applied.
+    # Curves: the fast path and the JSON path give what metrics.load_metrics gives, resumes applied.
     run = tmp_path / "resumed"
     run.mkdir()
     lines = [{"kind": "train", "step": s, "loss": 10 - s, "lr": 1e-3, "tokens": 8 * s, "tok_s": 1.0, "time": s}
@@ -235,21 +243,21 @@ def test_compare_cli_and_curves_match_the_exact_reader(past_runs, tmp_path):
     text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in lines)
     for variant in (text, text.replace('"kind":"train",', '"kind": "train", ') + "junk\n"):
         (run / "metrics.jsonl").write_text(variant)
-        curves = runs.load_curves(run)
-        exact = [r for r in rundir.load_metrics(run) if r["kind"] == "train"]
-        assert curves["train"]["step"].tolist() == [r["step"] for r in exact] == [1, 2, 3, 4, 5, 6]
-        assert curves["train"]["loss"].tolist() == [r["loss"] for r in exact] == [9, 8, 7, 6, 15, 14]
-        assert curves["eval"]["val_loss"].tolist() == [7.5]
+        got = curves.load_curves(run)
+        exact = [r for r in metrics.load_metrics(run) if r["kind"] == "train"]
+        assert got["train"]["step"].tolist() == [r["step"] for r in exact] == [1, 2, 3, 4, 5, 6]
+        assert got["train"]["loss"].tolist() == [r["loss"] for r in exact] == [9, 8, 7, 6, 15, 14]
+        assert got["eval"]["val_loss"].tolist() == [7.5]
     # torn, foreign and odd lines: whichever way a stretch is read, what the exact reader reads
     torn = text.replace('"loss":7,"lr"', '"loss":7,"l\n"lr"')  # step 3's line cut, as by a crash
     for variant in (torn, text.replace('"step":2,', '"step":-2,'), text.replace('"step":5,', f'"step":{10**13},'),
                     text.replace('"step":6,"loss":4', '"loss":4,"step":6'), '{"kind":"train","step":1}\n'):
         (run / "metrics.jsonl").write_text(variant)
-        curves = runs.load_curves(run, ("tokens",))
-        exact = [r for r in rundir.load_metrics(run) if r["kind"] == "train"]
-        assert curves["train"]["step"].tolist() == [r["step"] for r in exact], variant
-        assert curves["train"]["loss"].tolist() == [r.get("loss", math.nan) for r in exact] or \
-            all(math.isnan(v) for v in curves["train"]["loss"]), variant
+        got = curves.load_curves(run, ("tokens",))
+        exact = [r for r in metrics.load_metrics(run) if r["kind"] == "train"]
+        assert got["train"]["step"].tolist() == [r["step"] for r in exact], variant
+        assert got["train"]["loss"].tolist() == [r.get("loss", math.nan) for r in exact] or \
+            all(math.isnan(v) for v in got["train"]["loss"]), variant
 
 
 def test_damaged_runs_are_listed_with_their_problem(past_runs, tmp_path):
@@ -279,25 +287,26 @@ def damage(root, past_runs):
     with open(root / "garbage" / "metrics.jsonl", "ab") as f:
         f.write(b"\x00\xff binary junk\nnot json at all\n[1, 2, 3]\n")
     shutil.copytree(past_runs / "done", root / "bad-ckpt")
-    (ckpt,) = rundir.checkpoints(root / "bad-ckpt")
+    (ckpt,) = layout.checkpoints(root / "bad-ckpt")
     ckpt.write_bytes(b"this is not a zip file")
 
 
-def test_runs_module_never_imports_torch():
-    code = ("import sys; from gigagpt import runs, cli; cli.build_parser(); "
+def test_store_and_runs_cli_never_import_torch():
+    code = ("import sys; from gigagpt import listing, runs_cli, cli; cli.build_parser(); "
+            "from gigagpt.store import actions, curves, export, files, layout, lock, meta, metrics, scan, summary, tail; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
 
 
 @pytest.mark.parametrize("text,expected", [("", 0), ("{}\n", 0), ("x\n{}\n", 1), ("{\n}\n", 2), ("{}\n\n{}\n", 0)])
 def test_not_objects_counts_lines(text, expected):
-    assert runs._not_objects(text.encode()) == expected
+    assert scan.not_objects(text.encode()) == expected
 
 
 def test_sort_keeps_missing_values_last():
     rows = [{"loss": None, "id": "a"}, {"loss": 2.0, "id": "b"}, {"loss": 1.0, "id": "c"}]
-    assert [r["id"] for r in runs.sort_rows(rows, "loss")] == ["c", "b", "a"]
-    assert [r["id"] for r in runs.sort_rows(rows, "loss", reverse=True)] == ["b", "c", "a"]
+    assert [r["id"] for r in listing.sort_rows(rows, "loss")] == ["c", "b", "a"]
+    assert [r["id"] for r in listing.sort_rows(rows, "loss", reverse=True)] == ["b", "c", "a"]
 
 
 def test_csv_export_to_a_buffer_skips_nulls(tmp_path):
@@ -306,7 +315,7 @@ def test_csv_export_to_a_buffer_skips_nulls(tmp_path):
     (run / "metrics.jsonl").write_text(json.dumps({"kind": "train", "step": 1, "loss": 2.5, "mfu": None,
                                                    "time": 9.0}) + "\n")
     buf = io.StringIO()
-    assert runs.export_csv([run], buf) == 2
+    assert export.export_csv([run], buf) == 2
     assert buf.getvalue().splitlines()[1:] == ["r,1,train,loss,2.5", "r,1,train,time,9.0"]
 
 
@@ -377,7 +386,7 @@ def test_bad_settings_roots_are_one_line_not_a_crash(tmp_path, monkeypatch):
     (tmp_path / "a-file").write_text("not a directory")
     settings.write_text(f'[runs]\nroots = ["{tmp_path / "a-file"}", "{main}"]\n')  # main twice: listed once
     monkeypatch.setenv("GIGAGPT_SETTINGS", str(settings))
-    roots, problems = runs.runs_roots(main)
+    roots, problems = layout.runs_roots(main)
     assert roots == [main] and len(problems) == 1 and "a-file" in problems[0] and "not a directory" in problems[0]
     proc = gigagpt("runs", "list", "--runs-root", main)
     assert proc.stdout.split()[:2] == ["RUN", "PRESET"] and "only" in proc.stdout  # one root: no ROOT column

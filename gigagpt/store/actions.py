@@ -91,7 +91,7 @@ def check_deletable(run_dir: Path, roots) -> None:
     except RunError as e:
         raise RunError(f"{p}: not in a runs root, and {e}; not deleted") from None
     if meta.id != p.name:
-        raise RunError(f"{p}: not in a runs root, and its meta.json names run {printable(meta.id)[:80]!r}, "
+        raise RunError(f"{p}: not in a runs root, and its meta.json names run {printable(meta.id or '')[:80]!r}, "
                        "not this directory; not deleted")
 
 

@@ -69,9 +69,9 @@ def _versions(v):
     return None
 
 
-# field -> check (None when good, else why); a missing field is None. id and status are required.
+# field -> check (None when good, else why); a missing field is None. Only status is required.
 CHECKS = {
-    "id": _str, "name": _opt(lambda v: _str(v, NAME_MAX)), "tags": _opt(_tags), "preset": _opt(_str),
+    "id": _opt(_str), "name": _opt(lambda v: _str(v, NAME_MAX)), "tags": _opt(_tags), "preset": _opt(_str),
     "status": _status, "failure": _opt(_str), "pid": _opt(_int(1, 2**31 - 1)), "host": _opt(_str),
     "device": _opt(_str), "world_size": _opt(_int(1, 1 << 20)), "command": _opt(_command),
     "created": _opt(_time), "updated": _opt(_time), "heartbeat": _opt(_time),
@@ -83,8 +83,8 @@ CHECKS = {
 @dataclass
 class Meta:
     """A checked meta.json. `raw` keeps every key as written, for a writer to rewrite it."""
-    id: str
     status: str
+    id: str | None = None
     name: str | None = None
     tags: list = field(default_factory=list)
     preset: str | None = None
@@ -114,9 +114,8 @@ def check_meta(data, where: str = "meta.json") -> Meta:
     """A Meta from parsed JSON, or RunError `<where>: <field>: <why>` for the first bad field."""
     if not isinstance(data, dict):
         raise RunError(f"{where}: must be a JSON object, not {type(data).__name__}")
-    for key in ("id", "status"):
-        if key not in data:
-            raise RunError(f"{where}: {key}: missing")
+    if "status" not in data:
+        raise RunError(f"{where}: status: missing")
     for key, check in CHECKS.items():
         why = check(data.get(key))
         if why:
