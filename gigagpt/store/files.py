@@ -89,3 +89,19 @@ def read_regular(path: Path, limit: int) -> bytes:
     """At most `limit` + 1 bytes of a regular file (the caller refuses more than `limit`)."""
     with open_regular(path) as f:
         return f.read(limit + 1)
+
+
+def open_append(path: Path):
+    """Open a run's log for appending, as a launcher does before the trainer starts (created if
+    missing). Never blocks (a FIFO), never follows a symlink (ELOOP) and never appends to anything
+    but a regular file (NotRegular)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o644)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
