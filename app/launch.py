@@ -16,9 +16,12 @@ from pathlib import Path
 
 import psutil
 
-from gigagpt import plan, rundir, runs
+from gigagpt import plan
 from gigagpt.cli import REPO_CONFIGS
 from gigagpt.config import Config, ConfigError, cerebras_python, check_cluster, data_root, load_config
+from gigagpt.store.actions import send_signal
+from gigagpt.store.files import open_append
+from gigagpt.store.layout import new_run_dir
 
 # The form: config key -> label. Order is the form's order.
 FORM_FIELDS = {
@@ -207,12 +210,10 @@ def check_nproc(text: str, cfg: Config, devices: list[Device], device: Device) -
 # ---------------------------------------------------------------------------- processes
 
 def launch(preset: Preset, overrides: list[str], name: str, device: Device, root: Path, nproc: int = 1) -> Path:
-    """Start `gigagpt train` detached (own session, output to the run's train.log). Its run dir.
+    """Start `gigagpt train` detached (own session, output to the run's train.log). Its run dir,
+    made by the store's new_run_dir (an exclusive mkdir: two launches in the same second get two).
     With nproc > 1 it runs under torchrun, on the first nproc GPUs or as nproc CPU processes."""
-    root = Path(root).resolve()
-    run_id = rundir.new_run_id(root, rundir.check_run_id(name or preset.name))
-    run_dir = root / run_id
-    run_dir.mkdir(parents=True)
+    run_dir = new_run_dir(Path(root).resolve(), name or preset.name)
     cmd = ["train", str(preset.path.resolve()), "--run-dir", str(run_dir), "--device", device.kind]
     for text in overrides:
         cmd += ["--set", text]
@@ -229,7 +230,7 @@ def resume(run_dir: Path, max_steps: int) -> None:
 
 def start(args: list[str], run_dir: Path, env: dict | None = None) -> subprocess.Popen:
     """`gigagpt ARGS` in its own session (it outlives the dashboard), output appended to train.log."""
-    with open(run_dir / "train.log", "ab") as log:
+    with open_append(run_dir / "train.log") as log:  # OSError for a FIFO, a symlink, a directory
         proc = subprocess.Popen([sys.executable, "-m", "gigagpt", *args], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **(env or {})})
     proc.run_dir = Path(run_dir)
@@ -244,7 +245,7 @@ def reap() -> dict[Path, bool]:
 
 
 def send(pid: int, sig: signal.Signals) -> None:
-    runs.send_signal(pid, sig)
+    send_signal(pid, sig)
 
 
 # Short-lived helpers (`gigagpt sample`), kept apart from STARTED: they are not trainers.

@@ -1,19 +1,23 @@
-"""`gigagpt dash` / `python -m app`: the Textual dashboard. Never imports torch."""
+"""`gigagpt dash` / `python -m app`: the Textual dashboard. Never imports torch.
+
+The app owns the RunTracker (app/tracker.py), polls it from a worker and tells its screens
+(RunsChanged); screens ask it for things with messages (OpenRun, BrowseRuns, RefreshRuns)."""
 from __future__ import annotations
 
 import argparse
-import os
-import threading
 from pathlib import Path
 
-from textual import work
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 
 from app import launch
-from app.runs import RunTail
+from app.follow import RunTail
+from app.messages import BrowseRuns, DevicesChanged, OpenRun, RefreshRuns, RunsChanged
+from app.tracker import RunTracker
 from gigagpt.config import runs_root
-from gigagpt.runs import run_dirs, runs_roots
+from gigagpt.store.files import RunError
+from gigagpt.store.layout import find_run, runs_roots
 
 
 class DashApp(App):
@@ -27,25 +31,20 @@ class DashApp(App):
         self.runs_root = Path(runs_root)  # where new runs go
         # ... and every root browsed: it, then the settings file's [runs] roots that can be read
         self.runs_roots, self.root_problems = runs_roots(self.runs_root)
-        self._real_roots = {os.path.realpath(r): r for r in self.runs_roots}
+        self.tracker = RunTracker(self.runs_root, self.runs_roots)
         self.config_dirs = list(config_dirs)
         self.refresh_seconds = refresh
         self.probe = probe
         self.first_run = open_run
         self.first_browse = browse
         self.devices = [launch.cpu_device()]
-        # Runs are keyed by run_key(): their id in the runs root, their path in an extra root.
-        self.tails: dict[str, RunTail] = {}  # every run dir under the roots; only `followed` are read
-        self.followed: set[str] = set()  # running runs, and runs opened in this session
-        self.alive: dict[str, bool] = {}  # runs started by this process: is the trainer alive?
-        self._poll_lock = threading.Lock()
 
     def on_mount(self) -> None:
         from app.screens.home import HomeScreen
 
         for problem in self.root_problems:
-            self.notify(problem, severity="warning", timeout=10, markup=False)
-        self.scan()  # meta.json of every run, before the first frame: the runs table is not empty
+            self.notify(problem, severity="warning", timeout=10)
+        self.tracker.refresh(force=True)  # every run's summary before the first frame: no empty table
         self.push_screen(HomeScreen())
         if self.first_browse:
             self.browse_runs()
@@ -58,100 +57,62 @@ class DashApp(App):
 
     # -- runs
 
-    def run_key(self, root: Path, run_id: str) -> str:
-        """What the dashboard calls a run: its id in the runs root; in an extra root, its path
-        (two roots may hold the same id)."""
-        return run_id if root == self.runs_root else str(Path(root) / run_id)
-
-    def key_of(self, run_dir: Path) -> str:
-        run_dir = Path(run_dir)
-        root = self._real_roots.get(os.path.realpath(run_dir.parent))
-        return self.run_key(root, run_dir.name) if root is not None else str(run_dir)
-
     def status(self, key: str) -> str:
-        return self.tails[key].status(process_alive=self.alive.get(key))
-
-    def starting_pid(self, key: str) -> int | None:
-        """The pid of a trainer this process launched that has not written meta.json yet."""
-        for proc in reversed(launch.STARTED):
-            if self.alive.get(key) and self.key_of(proc.run_dir) == key and proc.poll() is None:
-                return proc.pid
-        return None
-
-    def scan(self) -> None:
-        """Find run dirs, re-read changed meta.json files, decide which runs to follow."""
-        self.alive = {self.key_of(d): alive for d, alive in launch.reap().items()}
-        for root in self.runs_roots:
-            for run_dir in run_dirs(root):
-                key = self.run_key(root, run_dir.name)
-                if key not in self.tails:
-                    self.tails[key] = RunTail(run_dir, key)
-        for run_id, tail in list(self.tails.items()):
-            if not tail.dir.exists():
-                del self.tails[run_id]
-                self.followed.discard(run_id)
-                continue
-            tail.poll_meta()
-            if self.status(run_id) in ("running", "starting"):
-                self.followed.add(run_id)  # re-attach: every running run is followed
+        return self.tracker.status(key)
 
     def roots_title(self) -> str:
         """`Runs in ROOT`, and how many more roots are browsed (a pane's title)."""
         more = len(self.runs_roots) - 1
         return f"Runs in {self.runs_root}" + (f" + {more} more root{'s' if more > 1 else ''}" if more else "")
 
-    def find_key(self, run: str) -> str | None:
-        """A run's key from its key, its path, or an id that only one extra root holds."""
-        if run in self.tails:
-            return run
-        if os.sep in run and self.key_of(Path(run)) in self.tails:
-            return self.key_of(Path(run))
-        keys = [k for k, tail in self.tails.items() if tail.id == run]
-        return keys[0] if len(keys) == 1 else None
-
     def open_run(self, run: str) -> None:
-        """The live screen of a run, given as its key (run_key), or its path, or an unambiguous id."""
+        """The live screen of a run given as its key, its path (in a runs root or not), its id or a
+        name one run has; a message when there is no such run (or several)."""
         from app.screens.live import LiveScreen
 
-        key = self.find_key(run)
-        if key is None:
-            self.scan()
-            key = self.find_key(run)
-        if key is None:
-            where = ", ".join(map(str, self.runs_roots))
-            self.notify(f"no run {run!r} in {where}" if not any(t.id == run for t in self.tails.values())
-                        else f"run {run!r} is in several runs roots: open it by its path", severity="error")
+        try:
+            key = self.tracker.resolve(run)
+            tail = self.tracker.follow(key)
+        except RunError as e:
+            self.notify(str(e), severity="error")
             return
-        self.followed.add(key)
-        tail = self.tails[key]
-        tail.poll()  # a normal run is read at once; a long one shows its end now, the rest behind
         if tail.history_end:
             self.load_history(tail)
         self.push_screen(LiveScreen(tail))
+
+    def follow_launched(self, run_dir: Path) -> str:
+        """A trainer just started by a screen: followed at once (starting until meta.json)."""
+        return self.tracker.launched(run_dir)
 
     def browse_runs(self) -> None:
         from app.screens.runs import RunsScreen
 
         self.push_screen(RunsScreen())
 
+    @on(OpenRun)
+    def _open_run(self, message: OpenRun) -> None:
+        self.open_run(message.run)
+
+    @on(BrowseRuns)
+    def _browse_runs(self, message: BrowseRuns) -> None:
+        self.browse_runs()
+
+    @on(RefreshRuns)
+    def _refresh_runs(self, message: RefreshRuns) -> None:
+        self.poll_runs(force=True)
+
     @work(thread=True, exit_on_error=False, group="poll")
-    def poll_runs(self) -> None:
-        if not self._poll_lock.acquire(blocking=False):
-            return  # the previous poll is still reading: skip this tick
-        try:
-            self.scan()
-            changed = {run_id for run_id in list(self.followed) if self.tails[run_id].poll()}
-        finally:
-            self._poll_lock.release()
-        self.call_from_thread(self.polled, changed)
+    def poll_runs(self, force: bool = False) -> None:
+        changed = self.tracker.refresh(force)
+        if changed is not None:  # None: the previous poll is still reading
+            self.call_from_thread(self.polled, changed)
 
     def polled(self, changed: set[str]) -> None:
-        for run_id in changed:
-            tail = self.tails[run_id]
-            if tail.history_end and not tail.history_loading:
+        for key in changed:
+            tail = self.tracker.tails.get(key)
+            if tail is not None and tail.history_end and not tail.history_loading:
                 self.load_history(tail)
-        if hasattr(self.screen, "runs_changed"):
-            self.screen.runs_changed(changed)
+        self.screen.post_message(RunsChanged(changed))
 
     @work(thread=True, exit_on_error=False, group="history")
     def load_history(self, tail: RunTail) -> None:
@@ -174,8 +135,12 @@ class DashApp(App):
         if problem:
             self.notify(problem, severity="warning")
         for screen in self.screen_stack:
-            if hasattr(screen, "devices_changed"):
-                screen.devices_changed()
+            screen.post_message(DevicesChanged())
+
+    def notify(self, message: str, **kwargs) -> None:
+        """Notifications are plain text, never markup: they quote run names, paths and errors,
+        and a `[` in one would garble the toast or raise."""
+        super().notify(message, **{**kwargs, "markup": False})
 
     def action_help(self) -> None:
         from app.screens.dialogs import HelpScreen
@@ -190,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="another directory of TOML configs to offer besides the presets (repeatable)")
     p.add_argument("--runs-root", help="where new runs go (default: $GIGAGPT_RUNS or ./runs); runs are "
                    "browsed there and in the settings file's [runs] roots (gigagpt.toml)")
-    p.add_argument("--run", metavar="RUN", help="open this run's live screen at once (an id, or a path)")
+    p.add_argument("--run", metavar="RUN", help="open this run's live screen at once: an id or a name in the "
+                   "runs roots, or the path of any run directory (one outside the roots too)")
     p.add_argument("--browse", action="store_true", help="open the runs screen (browse, compare, export) at once")
     p.add_argument("--refresh", type=float, default=1.0, metavar="SECONDS",
                    help="how often to read runs and redraw (default: 1)")
@@ -201,8 +167,14 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--configs {d}: not a directory")
     if args.refresh <= 0:
         p.error("--refresh must be > 0")
-    app = DashApp(Path(args.runs_root) if args.runs_root else runs_root(), [Path(d) for d in args.configs],
-                  refresh=args.refresh, probe=not args.no_probe, open_run=args.run,
-                  browse=args.browse)
+    root = Path(args.runs_root) if args.runs_root else runs_root()
+    open_run = None
+    if args.run is not None:  # a bad --run is one line and exit 2, before the screen is taken
+        try:
+            open_run = str(find_run(runs_roots(root)[0], args.run))
+        except RunError as e:
+            p.error(f"--run: {e}")
+    app = DashApp(root, [Path(d) for d in args.configs], refresh=args.refresh, probe=not args.no_probe,
+                  open_run=open_run, browse=args.browse)
     app.run()
     return app.return_code or 0

@@ -12,7 +12,8 @@ from rich.text import Span, Text
 from textual.binding import Binding
 from textual_plotext import PlotextPlot
 
-from app.runs import RunTail, Smoother, downsample
+from app.chart_math import Smoother, downsample
+from app.follow import RunTail
 
 X_AXES = ("step", "tokens", "time")
 SMOOTHING = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
@@ -223,7 +224,7 @@ class CompareChart(MatrixPlot):
     def __init__(self, view: ChartView, **kwargs):
         super().__init__(**kwargs)
         self.view = view
-        self.curves: list[tuple[str, dict]] = []  # (label, runs.load_curves output) per run
+        self.curves: list[tuple[str, dict]] = []  # (label, store.curves.load_curves output) per run
         self.show_curves = "train+val"
         self._smoothers: list[Smoother] = []
         self.loaded = 0  # runs whose curves arrived

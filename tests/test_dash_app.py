@@ -16,7 +16,10 @@ from app.main import DashApp
 from app.screens.dialogs import ConfirmScreen, HelpScreen
 from app.screens.home import HomeScreen
 from app.screens.live import LiveScreen
-from gigagpt import rundir
+from gigagpt.store.files import write_json
+from gigagpt.store.layout import checkpoints
+from gigagpt.store.meta import read_meta
+from gigagpt.store.metrics import load_metrics
 
 SAFETY_TIMEOUT = 150  # a net for a hung test, not a speed requirement: conditions are awaited
 
@@ -58,7 +61,7 @@ def new_app(tmp_path, **kw):
 
 
 def only_run_dir(tmp_path):
-    dirs = list((tmp_path / "runs").iterdir())
+    dirs = [d for d in (tmp_path / "runs").iterdir() if not d.name.startswith(".")]  # not .summaries.json
     assert len(dirs) == 1, dirs
     return dirs[0]
 
@@ -133,8 +136,8 @@ def test_launch_watch_and_stop(tmp_path, dataset):
             assert "stopped" in header
             assert any("stopping after this step" in line for line in live.query_one("#log", Log).lines)
         run_dir = only_run_dir(tmp_path)
-        assert rundir.read_meta(run_dir)["status"] == "stopped"
-        assert rundir.checkpoints(run_dir)
+        assert read_meta(run_dir).status == "stopped"
+        assert checkpoints(run_dir)
         (proc,) = launch.STARTED
         assert proc.wait(timeout=30) == 0
     run(go())
@@ -151,16 +154,16 @@ def test_quit_during_a_run_then_reattach(tmp_path, dataset):
         (proc,) = launch.STARTED
         assert proc.poll() is None
         run_dir = tmp_path / "runs" / run_id
-        lines = len(rundir.load_metrics(run_dir))
+        lines = len(load_metrics(run_dir))
         deadline = time.monotonic() + SAFETY_TIMEOUT
-        while len(rundir.load_metrics(run_dir)) <= lines and time.monotonic() < deadline:
+        while len(load_metrics(run_dir)) <= lines and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert len(rundir.load_metrics(run_dir)) > lines, "the run stopped when the dashboard quit"
+        assert len(load_metrics(run_dir)) > lines, "the run stopped when the dashboard quit"
 
         launch.STARTED.clear()  # a new dashboard process would know nothing of its child
         app = new_app(tmp_path)
         async with app.run_test(size=(100, 30)) as pilot:
-            assert run_id in app.followed and app.status(run_id) == "running"
+            assert run_id in app.tracker.followed and app.status(run_id) == "running"
             runs = app.screen.query_one("#runs", DataTable)
             assert runs.get_cell(run_id, "status").plain == "running"
             runs.focus()
@@ -171,7 +174,7 @@ def test_quit_during_a_run_then_reattach(tmp_path, dataset):
             await pilot.press("s")
             await wait_for(pilot, lambda: app.status(run_id) == "stopped", "status stopped")
         proc.wait(timeout=30)
-        assert rundir.checkpoints(run_dir)
+        assert checkpoints(run_dir)
     run(go())
 
 
@@ -187,7 +190,7 @@ def fake_run(tmp_path, run_id, status="running", pid=None, n_lines=200, log="", 
                 f.write(json.dumps({"kind": "eval", "step": step, "val_loss": 5 / step ** 0.3,
                                     "time": 1e9 + step}) + "\n")
     (run_dir / "train.log").write_text(log)
-    rundir.write_json(run_dir / "meta.json", {
+    write_json(run_dir / "meta.json", {
         "id": run_id, "name": run_id, "preset": "tiny", "status": status, "pid": pid or os.getpid(),
         "host": socket.gethostname(), "step": n_lines, "max_steps": 1000, "created": time.time() - 100,
         "updated": time.time(), "heartbeat": time.time(), "failure": None, **meta})
@@ -272,9 +275,9 @@ def test_view_keys_and_help(tmp_path):
 
 
 def test_long_metrics_file_opens_from_its_end(tmp_path, monkeypatch):
-    from app import runs
+    from app import follow
 
-    monkeypatch.setattr(runs, "TAIL_FIRST_BYTES", 20_000)
+    monkeypatch.setattr(follow, "TAIL_FIRST_BYTES", 20_000)
     fake_run(tmp_path, "long", status="completed", n_lines=5000)
 
     async def go():
@@ -308,10 +311,10 @@ def test_launch_with_two_processes(tmp_path, dataset):
             await pilot.press("s")
             await wait_for(pilot, lambda: app.status(live.tail.id) == "stopped", "status stopped")
         run_dir = only_run_dir(tmp_path)
-        meta = rundir.read_meta(run_dir)
-        assert meta["world_size"] == 2 and meta["status"] == "stopped"
-        assert rundir.checkpoints(run_dir)[-1].suffix == ".dcp"
-        start = next(r for r in rundir.load_metrics(run_dir) if r.get("event") == "start")
+        meta = read_meta(run_dir)
+        assert meta.world_size == 2 and meta.status == "stopped"
+        assert checkpoints(run_dir)[-1].suffix == ".dcp"
+        start = next(r for r in load_metrics(run_dir) if r.get("event") == "start")
         assert start["parallel"] == "fsdp"
     run(go())
 

@@ -1,11 +1,11 @@
 """The runs screen, the compare screen and the sample modal, driven with Pilot on real run
 directories from real tiny trainings (tests/conftest.py: past_runs)."""
 import csv
+import json
+import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 from textual.widgets import DataTable, Input, Static
 
@@ -16,9 +16,61 @@ from app.screens.dialogs import AskScreen, ConfirmScreen, HelpScreen
 from app.screens.live import LiveScreen
 from app.screens.runs import RunsScreen
 from app.screens.sample import SampleScreen
-from gigagpt import rundir
+from gigagpt.store.layout import checkpoints
+from gigagpt.store.meta import read_meta
+from gigagpt.store.metrics import load_metrics
 from test_dash_app import SAFETY_TIMEOUT, no_leftover_processes, run, wait_for  # noqa: F401 - an autouse fixture
-from test_runs import copy_runs, damage
+
+LOCK_HOLDER = """
+import sys, time
+from gigagpt.store.lock import RunLock
+RunLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def copy_runs(past_runs, tmp_path, *names):
+    root = tmp_path / "runs"
+    for name in names:
+        shutil.copytree(past_runs / name, root / name)
+    return root
+
+
+def hold_lock(run_dir, fakes) -> subprocess.Popen:
+    """A process that holds the run's lock as its trainer would (the run is `running` while it lives)."""
+    proc = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    fakes.append(proc)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def damage(root, past_runs):
+    """Runs broken the ways a disk, a crash or a person breaks them."""
+    (root / "no-meta").mkdir()
+    (root / "no-meta" / "metrics.jsonl").write_text('{"kind":"train","step":1,"loss":2.0}\n')
+    shutil.copytree(past_runs / "done", root / "bad-meta")
+    (root / "bad-meta" / "meta.json").write_text('{"id": "bad-meta", "status": ')
+    shutil.copytree(past_runs / "done", root / "garbage")
+    with open(root / "garbage" / "metrics.jsonl", "ab") as f:
+        f.write(b"\x00\xff binary junk\nnot json at all\n[1, 2, 3]\n")
+    shutil.copytree(past_runs / "done", root / "bad-ckpt")
+    (ckpt,) = checkpoints(root / "bad-ckpt")
+    ckpt.write_bytes(b"this is not a zip file")
+
+
+def synthetic_run(root, run_id, loss=2.5, created=1_700_000_000, **meta):
+    """A run directory written directly: meta.json and one train line (enough to list it)."""
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True)
+    meta = {"id": run_id, "name": run_id, "status": "completed", "preset": "tiny", "created": created,
+            "updated": created + 10, "step": 3, "max_steps": 3, "device": "cpu", **meta}
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+    (run_dir / "config.toml").write_text(f"[train]\nlr = {loss / 1000}\n")
+    (run_dir / "metrics.jsonl").write_text(json.dumps(
+        {"kind": "train", "step": 3, "loss": loss, "tokens": 30, "tok_s": 5.0, "time": created + 10}) + "\n")
+    return run_dir
 
 
 def browser(root):
@@ -130,11 +182,8 @@ def test_browse_sort_filter_select_compare_open(past_runs, tmp_path):
 
 def test_rename_tags_and_delete(past_runs, tmp_path, no_leftover_processes):
     root = copy_runs(past_runs, tmp_path, "done", "failed", "crashed")
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
-    no_leftover_processes.append(sleeper)
-    meta = rundir.read_meta(root / "crashed")  # made to look alive: the sleeper is its "trainer"
-    meta.update(status="running", pid=sleeper.pid, host=socket.gethostname(), heartbeat=time.time())
-    rundir.write_json(root / "crashed" / "meta.json", meta)
+    # made to look alive: a process holding its lock is its "trainer" (meta.json says running)
+    sleeper = hold_lock(root / "crashed", no_leftover_processes)
 
     async def go():
         app = browser(root)
@@ -147,19 +196,18 @@ def test_rename_tags_and_delete(past_runs, tmp_path, no_leftover_processes):
             assert "must be" in str(app.screen.query_one("#ask-error", Static).content)
             await answer(pilot, app, "baseline run")
             await wait_for(pilot, lambda: cell(runs, "done", "name") == "baseline run", "the new name")
-            assert rundir.read_meta(root / "done")["name"] == "baseline run"
+            assert read_meta(root / "done").name == "baseline run"
 
             await pilot.press("t")
             await answer(pilot, app, "bad tag!")
             assert isinstance(app.screen, AskScreen)  # refused: a space and a '!'
             await answer(pilot, app, "ablation lr-sweep")
-            await wait_for(pilot, lambda: rundir.read_meta(root / "done").get("tags") == ["ablation", "lr-sweep"],
-                           "the tags")
+            await wait_for(pilot, lambda: read_meta(root / "done").tags == ["ablation", "lr-sweep"], "the tags")
 
             await go_to(pilot, runs, "crashed")  # running: no rename, no delete
             await pilot.press("n")
             await answer(pilot, app, "other")
-            assert rundir.read_meta(root / "crashed")["name"] == "crashed"
+            assert read_meta(root / "crashed").name in (None, "crashed")
             await pilot.press("d")
             assert not isinstance(app.screen, ConfirmScreen) and (root / "crashed").is_dir()
 
@@ -201,11 +249,11 @@ def test_resume_asks_for_steps_and_runs_on(past_runs, tmp_path):
             await answer(pilot, app, "6")
             await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), "the live screen")
             live = app.screen
-            await wait_for(pilot, lambda: (live.tail.meta or {}).get("status") == "completed", "status completed")
-            assert live.tail.meta["step"] == 6 and live.tail.meta["max_steps"] == 6
+            await wait_for(pilot, lambda: live.tail.field("status") == "completed", "status completed")
+            assert live.tail.meta.step == 6 and live.tail.meta.max_steps == 6
             (proc,) = launch.STARTED
             assert proc.wait(timeout=SAFETY_TIMEOUT) == 0
-            events = [r["event"] for r in rundir.load_metrics(root / "stopped") if r["kind"] == "event"]
+            events = [r["event"] for r in load_metrics(root / "stopped") if r["kind"] == "event"]
             assert "resume" in events and events[-1] == "completed"
             await pilot.press("q")
             await wait_for(pilot, lambda: cell(runs, "stopped", "status") == "completed", "the row to follow")
@@ -320,8 +368,6 @@ def test_damaged_runs_never_break_the_screen(past_runs, tmp_path):
 
 
 def test_runs_of_every_settings_root_are_listed_and_opened(past_runs, tmp_path, monkeypatch):
-    from test_runs import synthetic_run
-
     main = tmp_path / "main"
     synthetic_run(main, "done", created=1_600_000_000)  # the same id as a run of the extra root
     synthetic_run(main, "mine")
@@ -350,7 +396,7 @@ def test_runs_of_every_settings_root_are_listed_and_opened(past_runs, tmp_path, 
             await answer(pilot, app, "kept")
             await wait_for(pilot, lambda: next(r for r in runs.rows if r["key"] == extra_done)["tags"] == ["kept"],
                            "the tag")
-            assert rundir.read_meta(extra / "done")["tags"] == ["kept"] and "tags" not in rundir.read_meta(main / "done")
+            assert read_meta(extra / "done").tags == ["kept"] and read_meta(main / "done").tags == []
 
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), "the live screen")

@@ -1,6 +1,8 @@
-"""The dashboard's non-UI parts: incremental run reading, chart math, the launch form's rules."""
+"""The dashboard's non-UI parts: following a run (app/follow.py), the run tracker, chart math,
+the launch form's rules."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -9,10 +11,14 @@ import time
 import numpy as np
 import pytest
 
-from app import launch, runs
-from app.runs import Cursor, RunTail, Smoother, debiased_ema, downsample
-from gigagpt import rundir
+from app import follow, launch
+from app.chart_math import Smoother, debiased_ema, downsample
+from app.follow import RunTail
 from gigagpt.config import ConfigError
+from gigagpt.store.files import write_json
+from gigagpt.store.lock import RunLock
+from gigagpt.store.metrics import load_metrics
+from gigagpt.store.tail import Cursor
 
 
 def train_line(step, loss=None, **extra):
@@ -30,10 +36,10 @@ def event_line(event, step, **extra):
 def make_run(path, lines="", status="completed", **meta):
     path.mkdir(parents=True, exist_ok=True)
     (path / "metrics.jsonl").write_text(lines)
-    rundir.write_json(path / "meta.json", {"id": path.name, "status": status, "step": 0, "max_steps": 100,
+    write_json(path / "meta.json", {"id": path.name, "status": status, "step": 0, "max_steps": 100,
                                            "created": time.time() - 60, "updated": time.time(),
-                                           "heartbeat": time.time(), "host": socket.gethostname(),
-                                           "pid": os.getpid(), **meta})
+                                    "heartbeat": time.time(), "host": socket.gethostname(),
+                                    "pid": os.getpid(), **meta})
     return path
 
 
@@ -79,15 +85,15 @@ def test_resume_rolls_back_like_the_core_reader(tmp_path):
     with open(run / "metrics.jsonl", "a") as f:  # the resume arrives in a later read
         f.write(event_line("resume", 4) + train_line(6, loss=1.0) + train_line(8, loss=0.5))
     tail.poll()
-    expected = [r["step"] for r in rundir.load_metrics(run) if r["kind"] == "train"]
+    expected = [r["step"] for r in load_metrics(run) if r["kind"] == "train"]
     assert steps(tail) == expected == [2, 4, 6, 8]
     assert tail.series.train.col("loss").tolist()[-2:] == [1.0, 0.5]
     assert len(tail.series.evals) == 0  # the eval at step 8 was rolled back too
 
 
 def test_long_file_shows_its_end_first_then_the_whole_history(tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "TAIL_FIRST_BYTES", 3000)
-    monkeypatch.setattr(runs, "HISTORY_CHUNK_BYTES", 1000)
+    monkeypatch.setattr(follow, "TAIL_FIRST_BYTES", 3000)
+    monkeypatch.setattr(follow, "HISTORY_CHUNK_BYTES", 1000)
     lines = [train_line(s) for s in range(1, 301)]
     lines.insert(100, event_line("resume", 50))  # in the history part: steps 51..100 before it void
     lines.append(event_line("resume", 280))  # in the tail part: cuts the tail and nothing else
@@ -97,13 +103,13 @@ def test_long_file_shows_its_end_first_then_the_whole_history(tmp_path, monkeypa
     tail.poll()
     assert tail.history_end > 0 and 0 < len(tail.series.train) < 50
     assert tail.load_history()
-    expected = [r["step"] for r in rundir.load_metrics(run) if r["kind"] == "train"]
+    expected = [r["step"] for r in load_metrics(run) if r["kind"] == "train"]
     assert steps(tail) == expected
     assert tail.history_end == 0
 
 
 def test_history_cut_by_a_resume_in_the_tail(tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "TAIL_FIRST_BYTES", 2000)
+    monkeypatch.setattr(follow, "TAIL_FIRST_BYTES", 2000)
     lines = [train_line(s) for s in range(1, 101)] + [event_line("resume", 40)]
     lines += [train_line(s) for s in range(41, 46)]
     run = make_run(tmp_path / "r", "".join(lines))
@@ -153,6 +159,54 @@ def test_status_crashed_failed_and_starting(tmp_path):
     fresh.poll()
     assert fresh.status(process_alive=True) == "starting"
     assert fresh.status(process_alive=False) == "not started"
+
+
+def test_damaged_meta_is_a_status_with_the_store_message(tmp_path):
+    run = make_run(tmp_path / "r", train_line(2))
+    (run / "meta.json").write_text('{"id": "r", "status": "running", "heartbeat": "soon"}')
+    tail = RunTail(run)
+    tail.poll()
+    assert tail.status() == "damaged" and tail.status(process_alive=False) == "damaged"
+    assert tail.failure("damaged") == "meta.json: heartbeat: must be a Unix time (a number), not str"
+    assert steps(tail) == [2]  # the curves are still there
+    (run / "meta.json").unlink()
+    (run / "meta.json").mkdir()  # a directory where the file belongs: a message, not an exception
+    assert tail.poll() and tail.status() == "damaged" and "not a regular file" in tail.failure("damaged")
+
+
+LOCK_HOLDER = """
+import sys, time
+from gigagpt.store.lock import RunLock
+RunLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_suspended_trainer_holding_its_lock_stays_running(tmp_path):
+    """The lock decides running vs crashed on this host: SIGSTOP keeps it (a stale heartbeat and a
+    pid that is not the holder's do not matter); the holder's death releases it: crashed."""
+    run = make_run(tmp_path / "r", train_line(2), status="running", heartbeat=time.time() - 3600, pid=1)
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        os.kill(holder.pid, signal.SIGSTOP)
+        tail = RunTail(run)
+        tail.poll()
+        assert tail.status() == "running" and tail.failure("running") is None
+    finally:
+        holder.kill()
+        holder.wait()
+    assert tail.status() == "crashed"
+    assert RunLock(run).acquire().release() is None  # free again
+
+
+def test_log_lines_lose_control_characters(tmp_path):
+    run = make_run(tmp_path / "r")
+    (run / "train.log").write_bytes(b"\x1b[31mred\x1b[0m\tcol \xe2\x80\xaeevil\n\xff\xfe bytes\n")
+    tail = RunTail(run)
+    tail.poll()
+    assert list(tail.log_lines) == ["[31mred[0m    col evil", "\ufffd\ufffd bytes"]
 
 
 def test_eta_from_recent_rate(tmp_path):

@@ -11,14 +11,24 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from app.cells import cell
+from app.cells import short as shorten
 from app.widgets import RUN_COLORS, SHOW_CURVES, ChartKeys, ChartView, CompareChart
-from gigagpt import runs
+from gigagpt.listing import fmt_loss, fmt_step, human_count
+from gigagpt.store.curves import config_diff, load_curves
+from gigagpt.store.meta import printable
+from gigagpt.store.summary import run_summary
 
 LABEL_WIDTH = 18
 
 
 def short(name: str, width: int = LABEL_WIDTH) -> str:
-    return name if len(name) <= width else name[:width - 1] + "…"
+    return shorten(printable(name), width)
+
+
+def config_value(value) -> str:
+    """A config value as one line: JSON (strings quoted, escapes written out), or – when absent."""
+    return "–" if value is None else printable(json.dumps(value, default=str))
 
 
 class CompareScreen(ChartKeys, Screen):
@@ -50,8 +60,8 @@ class CompareScreen(ChartKeys, Screen):
 
     @work(thread=True, exit_on_error=False, group="compare")
     def load(self) -> None:
-        summaries = [runs.run_summary(d) for d in self.run_dirs]
-        diff = runs.config_diff(self.run_dirs)
+        summaries = [run_summary(d) for d in self.run_dirs]
+        diff = config_diff(self.run_dirs)
         self.app.call_from_thread(self.fill_table, summaries, diff)
         self.load_curves(self.view.x_axis)
 
@@ -61,7 +71,7 @@ class CompareScreen(ChartKeys, Screen):
         keys = () if x_axis == "step" else (x_axis,)
         curves = []
         for run_dir, name in zip(self.run_dirs, self.names):
-            curves.append((short(name), runs.load_curves(run_dir, keys)))
+            curves.append((short(name), load_curves(run_dir, keys)))
             self.app.call_from_thread(self.query_one(CompareChart).set_curves, list(curves))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-x")
@@ -74,16 +84,19 @@ class CompareScreen(ChartKeys, Screen):
         table.add_column("", key="key")
         for i, label in enumerate(labels):
             table.add_column(Text(label, style=f"bold {RUN_COLORS[i % len(RUN_COLORS)][1]}"), key=str(i))
-        results = [("status", lambda r: r["status"]), ("step", runs.fmt_step),
-                   ("tokens", lambda r: runs.human_count(r["tokens"])), ("loss", lambda r: runs.fmt_loss(r["loss"])),
-                   ("best val", lambda r: runs.fmt_loss(r["best_val"])),
-                   ("tok/s", lambda r: runs.human_count(r["tok_s"])), ("device", lambda r: r["device"] or "–")]
-        for name, cell in results:
-            table.add_row(Text(name, style="bold"), *[cell(s) for s in summaries])
+        results = [("status", lambda r: r["status"]), ("step", fmt_step),
+                   ("tokens", lambda r: human_count(r["tokens"])), ("loss", lambda r: fmt_loss(r["loss"])),
+                   ("best val", lambda r: fmt_loss(r["best_val"])),
+                   ("tok/s", lambda r: human_count(r["tok_s"])), ("device", lambda r: r["device"] or "–")]
+        for name, value in results:
+            table.add_row(Text(name, style="bold"), *[cell(value(s)) for s in summaries])
+        problems = [s["problem"] or s["failure"] for s in summaries]
+        if any(problems):
+            table.add_row(Text("problem", style="bold red"), *[cell(p and shorten(printable(p), 60), "red") for p in problems])
         for key, values in diff:
-            table.add_row(key, *["–" if v is None else json.dumps(v) for v in values])
+            table.add_row(cell(key), *[cell(config_value(v)) for v in values])
         if not diff:
-            table.add_row(Text("config", style="dim"), *["same" for _ in summaries])
+            table.add_row(Text("config", style="dim"), *[cell("same") for _ in summaries])
         self.query_one("#compare-header", Static).update(self.header(
             f"{len(diff)} config key(s) differ" if diff else "same config"))
 

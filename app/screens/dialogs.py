@@ -39,7 +39,8 @@ class HelpScreen(ModalScreen):
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """A question answered with y / n (or the buttons); dismisses with True for yes."""
+    """A question answered with y / n (or the buttons); dismisses with True for yes. The
+    question is plain text (it quotes run names), never markup."""
 
     BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
 
@@ -49,7 +50,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm"):
-            yield Static(self.question)
+            yield Static(Text(self.question))
             with Horizontal(id="confirm-buttons"):
                 yield Button("Yes (y)", id="yes", variant="error", compact=True)
                 yield Button("No (n)", id="no", compact=True)
@@ -64,7 +65,8 @@ class ConfirmScreen(ModalScreen[bool]):
 class AskScreen(ModalScreen):
     """One line of text asked for (a name, tags, a step count, a path). Enter answers; esc
     cancels (dismisses with None). `check` turns the text into the answer or raises ValueError
-    with a message shown under the box, so a bad answer is refused in place."""
+    with a message shown under the box, so a bad answer is refused in place. Title and question
+    are plain text (they quote run names), never markup."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -76,13 +78,13 @@ class AskScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="ask", classes="dialog"):
-            yield Static(self.question)
+            yield Static(Text(self.question))
             yield Input(self.value, id="ask-input", placeholder=self.placeholder)
             yield Static(id="ask-error")
             yield Static("[dim]enter: ok · esc: cancel[/dim]")
 
     def on_mount(self) -> None:
-        self.query_one("#ask").border_title = self.title_text
+        self.query_one("#ask").border_title = Text(self.title_text)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         try:

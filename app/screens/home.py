@@ -1,7 +1,6 @@
-"""The launch screen: presets with their plan, the launch form, and every run under the runs root."""
+"""The launch screen: presets with their plan, the launch form, and every run under the runs roots
+(its summary from the run store, so every run shows its loss, followed or not)."""
 from __future__ import annotations
-
-import time
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,13 +10,15 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from app import launch
+from app.cells import recent_cells
 from app.launch import FORM_FIELDS, Device, Preset
+from app.messages import BrowseRuns, DevicesChanged, OpenRun, RunsChanged
 from app.screens.dialogs import ConfirmScreen
-from gigagpt import plan, rundir
+from gigagpt import plan
 from gigagpt.config import ConfigError
+from gigagpt.store.files import RunError
 
-STATUS_STYLE = {"running": "bold green", "starting": "green", "completed": "cyan", "stopped": "yellow",
-                "failed": "bold red", "crashed": "bold red", "not started": "red", "unreadable": "red"}
+RECENT_COLUMNS = ("run", "preset", "status", "step", "loss", "started")
 CHOICE_FIELDS = {"train.dtype": ("bfloat16", "float32"), "train.compile": ("false", "true"),
                  "train.parallel": ("auto", "ddp", "fsdp"), "train.activation_checkpointing": ("false", "true"),
                  "train.backend": ("torch", "cerebras"), "cerebras.target": ("CSX", "CPU")}
@@ -56,6 +57,7 @@ class HomeScreen(Screen):
         self.presets: list[Preset] = launch.find_presets(self.app.config_dirs)
         self.preset: Preset | None = None
         self.run_order: list[str] = []
+        self.run_cells: dict[str, tuple] = {}  # what each row of the recent runs shows now
         self.nproc = 1  # the processes field, once valid
         self.csx_passed: set[tuple] = set()  # override sets that `check-csx` lowered for CSX
 
@@ -104,7 +106,7 @@ class HomeScreen(Screen):
         for preset in self.presets:
             table.add_row(preset.name, "", "", "", "", key=preset.name)
         runs = self.query_one("#runs", DataTable)
-        for name in ("run", "preset", "status", "step", "loss", "started"):
+        for name in RECENT_COLUMNS:
             runs.add_column(name, key=name)
         self.fill_datasets()
         default = next((p for p in self.presets if p.name == "tiny"), self.presets[0] if self.presets else None)
@@ -119,7 +121,7 @@ class HomeScreen(Screen):
     def device(self) -> Device:
         return self.app.devices[self.query_one("#device", Select).value]
 
-    def devices_changed(self) -> None:
+    def on_devices_changed(self, message: DevicesChanged) -> None:
         select = self.query_one("#device", Select)
         select.set_options([(d.label, i) for i, d in enumerate(self.app.devices)])
         select.value = 0
@@ -225,7 +227,7 @@ class HomeScreen(Screen):
         if event.data_table.id == "presets":
             self.query_one(f"#{field_id('train.max_steps')}").focus()
         elif event.data_table.id == "runs":
-            self.app.open_run(event.row_key.value)
+            self.post_message(OpenRun(event.row_key.value))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id != "run-name":
@@ -245,7 +247,7 @@ class HomeScreen(Screen):
         self.query_one(f"#{table_id}").focus()
 
     def action_browse(self) -> None:
-        self.app.browse_runs()
+        self.post_message(BrowseRuns())
 
     def action_launch(self) -> None:
         checked = self.check_form()
@@ -302,46 +304,39 @@ class HomeScreen(Screen):
         name = self.query_one("#run-name", Input).value.strip()
         try:
             run_dir = launch.launch(self.preset, overrides, name, self.device, self.app.runs_root, self.nproc)
-        except (rundir.RunError, OSError) as e:
+        except (RunError, OSError) as e:
             self.query_one("#form-error", Static).update(Text(str(e), style="bold red"))
             self.app.bell()
             return
         self.notify(f"launched {run_dir.name}")
-        self.app.open_run(run_dir.name)
+        self.post_message(OpenRun(self.app.follow_launched(run_dir)))
 
     # -- the runs table
 
     def on_screen_resume(self) -> None:
         self.refresh_runs()
 
-    def runs_changed(self, changed: set[str]) -> None:
+    def on_runs_changed(self, message: RunsChanged) -> None:
         self.refresh_runs()
 
     def refresh_runs(self) -> None:
+        """Every run under the roots, newest first: its summary (store.summary), so a run the
+        dashboard does not follow shows its loss too. Only changed cells are written."""
         table = self.query_one("#runs", DataTable)
-        tails = self.app.tails
-        order = sorted(tails, key=lambda i: ((tails[i].meta or {}).get("created") or 0, i), reverse=True)
+        rows = self.app.tracker.rows
+        order = list(rows)
+        cells = {key: recent_cells(row) for key, row in rows.items()}
         if order != self.run_order:
             selected = self.run_order[table.cursor_row] if 0 <= table.cursor_row < len(self.run_order) else None
             table.clear()
-            for run_id in order:
-                table.add_row(*self.run_cells(run_id), key=run_id)
+            for key in order:
+                table.add_row(*cells[key], key=key)
             self.run_order = order
             if selected in order:
                 table.move_cursor(row=order.index(selected))
-            return
-        for run_id in order:
-            for column, value in zip(("run", "preset", "status", "step", "loss", "started"), self.run_cells(run_id)):
-                table.update_cell(run_id, column, value)
-
-    def run_cells(self, key: str) -> tuple:
-        tail = self.app.tails[key]
-        meta = tail.meta or {}
-        status = self.app.status(key)
-        loss = tail.series.last("loss")
-        created = meta.get("created")
-        name = tail.id if key == tail.id else Text.assemble(tail.id, (f" ({tail.dir.parent.name})", "dim"))
-        return (name, meta.get("preset", ""), Text(status, style=STATUS_STYLE.get(status, "")),
-                f"{meta.get('step', 0)}/{meta.get('max_steps', '?')}",
-                f"{loss:.4f}" if loss is not None else "",
-                time.strftime("%m-%d %H:%M", time.localtime(created)) if created else "")
+        else:
+            for key in order:
+                for column, value, old in zip(RECENT_COLUMNS, cells[key], self.run_cells.get(key, ())):
+                    if value != old:
+                        table.update_cell(key, column, value)
+        self.run_cells = cells

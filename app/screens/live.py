@@ -12,12 +12,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, Log, Static
 
 from app import launch
-from app.runs import RunTail
+from app.cells import STATUS_STYLE
+from app.follow import RunTail
+from app.messages import RunsChanged
 from app.screens.dialogs import ConfirmScreen
-from app.screens.home import STATUS_STYLE
 from app.widgets import ChartKeys, ChartView, LossChart, MemoryChart, RunChart, ThroughputChart, clock
+from gigagpt.store.actions import running_pid
+from gigagpt.store.files import RunError
+from gigagpt.store.meta import printable
 
-ENDED_BADLY = ("failed", "crashed", "not started", "unreadable")
+ENDED_BADLY = ("failed", "crashed", "not started", "damaged")
 # While data streams in, chart redraws may use this share of one core; on a big terminal or a slow
 # machine they come less often than the refresh. A key (view change) redraws at once.
 CHART_CPU_SHARE = 0.025
@@ -57,14 +61,17 @@ class LiveScreen(ChartKeys, Screen):
 
     def on_mount(self) -> None:
         self.query_one("#log").border_title = "train.log"
-        self.runs_changed({self.tail.key})
+        self.show({self.tail.key})
 
     def on_screen_resume(self) -> None:
-        self.runs_changed({self.tail.key})
+        self.show({self.tail.key})
+
+    def on_runs_changed(self, message: RunsChanged) -> None:
+        self.show(message.changed)
 
     # -- drawing
 
-    def runs_changed(self, changed: set[str]) -> None:
+    def show(self, changed: set[str]) -> None:
         status = self.app.status(self.tail.key)
         self.query_one("#run-header", Static).update(self.header(status))
         failure = self.tail.failure(status)
@@ -100,7 +107,7 @@ class LiveScreen(ChartKeys, Screen):
         self.log_shown = (generation, seq)
 
     def header(self, status: str) -> Text:
-        tail, meta = self.tail, self.tail.meta or {}
+        tail = self.tail
         series = tail.series
         shown_status = "stopping" if self.stop_requested and status == "running" else status
         loss, lr, tok_s = series.last("loss"), series.last("lr"), series.last("tok_s")
@@ -109,12 +116,16 @@ class LiveScreen(ChartKeys, Screen):
         history = (f" · loading history {100 * tail.history_done / tail.history_end:.0f}%"
                    if tail.history_end else "")
         bad = f" · {series.bad_lines} bad lines skipped" if series.bad_lines else ""
+        world = tail.field("world_size", 1)
+        name = printable(tail.field("name", "")) or tail.label
         line1 = Text.assemble(
             (f" {shown_status} ", STATUS_STYLE.get(status, "") + " reverse"), " ",
-            (tail.id, "bold"), (f" in {tail.dir.parent}" if tail.key != tail.id else "", "dim"), f"  step {meta.get('step', 0)}/{meta.get('max_steps', '?')}",
+            (name, "bold"), (f" ({tail.label})" if name != tail.label else "", "dim"),
+            (f" in {printable(str(tail.dir.parent))}" if tail.key != tail.id else "", "dim"),
+            f"  step {tail.field('step', 0)}/{tail.field('max_steps', '?')}",
             f"  elapsed {clock(tail.elapsed_seconds(status))}",
             f"  ETA {clock(tail.eta_seconds()) if status == 'running' else '–'}",
-            f"  {meta.get('device', '')}" + (f" x {meta['world_size']}" if meta.get("world_size", 1) > 1 else ""),
+            f"  {printable(tail.field('device', ''))}" + (f" x {world}" if world > 1 else ""),
             (history + bad, "yellow"))
         line2 = Text.assemble(
             f" lr {lr:.2e}" if lr is not None else " lr –",
@@ -131,13 +142,16 @@ class LiveScreen(ChartKeys, Screen):
         self.charts_changed()
 
     def running_pid(self, verb: str) -> int | None:
-        status = self.app.status(self.tail.key)
-        pid = self.tail.local_pid() or self.app.starting_pid(self.tail.key)
-        if pid is None:
-            where = (self.tail.meta or {}).get("host")
-            why = f"it runs on {where}" if status == "running" else f"it is {status}"
-            self.notify(f"cannot {verb} {self.tail.id}: {why}", severity="warning")
-        return pid
+        """The live trainer's pid (store.actions.running_pid: the lock's holder on this host), or
+        the pid of one this dashboard started that has not written meta.json yet; else a message."""
+        pid = self.app.tracker.starting_pid(self.tail.key)
+        if pid is not None:
+            return pid
+        try:
+            return running_pid(self.tail.dir)
+        except RunError as e:
+            self.notify(f"cannot {verb}: {e}", severity="warning")
+            return None
 
     def action_stop(self) -> None:
         pid = self.running_pid("stop")
@@ -149,13 +163,13 @@ class LiveScreen(ChartKeys, Screen):
             return
         self.stop_requested = True
         self.notify("stop requested: the trainer checkpoints after this step, then exits")
-        self.runs_changed(set())
+        self.show(set())
 
     def action_kill(self) -> None:
         pid = self.running_pid("kill")
         if pid is None:
             return
-        step = (self.tail.meta or {}).get("step", 0)
+        step = self.tail.field("step", 0)
         ckpts = [e["step"] for e in self.tail.series.events if e.get("kind") == "checkpoint"]
         last = f"step {ckpts[-1]}" if ckpts else "none"
 
@@ -165,8 +179,8 @@ class LiveScreen(ChartKeys, Screen):
                     launch.send(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                self.notify(f"killed {self.tail.id} (pid {pid})", severity="warning")
+                self.notify(f"killed {self.tail.label} (pid {pid})", severity="warning")
 
         self.app.push_screen(ConfirmScreen(
-            f"Kill {self.tail.id} (pid {pid}) with SIGKILL?\nIt is at step {step}; last checkpoint: {last}. "
+            f"Kill {self.tail.label} (pid {pid}) with SIGKILL?\nIt is at step {step}; last checkpoint: {last}. "
             "Steps after it are lost.\n(s stops it gracefully instead.)"), answered)
