@@ -43,7 +43,8 @@ def _int(low=0, high=2**63 - 1):
 def _time(v):
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return f"must be a Unix time (a number), not {type(v).__name__}"
-    return None if math.isfinite(v) and 0 <= v < 1e11 else f"{v!r} is not a Unix time"
+    # compared before any float conversion: an integer like 10**400 overflows math.isfinite
+    return None if 0 <= v < 1e11 else f"{repr(v)[:40]} is not a Unix time"
 
 
 def _status(v):

@@ -30,10 +30,13 @@ RESUME_NEEDLES = (b'"event":"resume"', b'"event": "resume"')
 
 
 def number(value):
-    """A finite int or float, else None (bools, strings, NaN and infinities are not numbers here)."""
+    """A finite int or float, else None (bools, strings, NaN and infinities are not numbers here,
+    nor an integer beyond 64 bits: 10**400 would overflow every float column it went into)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return value if isinstance(value, int) or math.isfinite(value) else None
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else None
+    return value if math.isfinite(value) else None
 
 
 def clean(rec) -> dict | None:
