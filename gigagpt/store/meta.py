@@ -3,7 +3,6 @@ damaged (`meta.json: <field>: <why>`), never an exception elsewhere."""
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
