@@ -44,6 +44,7 @@ class Kind:
     listed: bool | None = True  # a row (True), no row (False), either (None)
     same_as: tuple = ()  # row keys equal to the source run's row in a clean root
     also: tuple = ()  # ids of other runs the kind makes in the root
+    csv_same: bool | None = None  # its CSV export equals the source's (default: when same_as is NUMBERS)
     expect: dict = field(default_factory=dict)  # row keys with exact values
     source: str | None = "done"  # the real run it is a copy of
     root_scoped: bool = False  # damages the root itself (the summary cache): a root of its own
@@ -51,8 +52,9 @@ class Kind:
     skip: str | None = None
 
     @property
-    def damaged_status(self) -> bool:
-        return self.status == ("damaged",)
+    def same_csv(self) -> bool:
+        """The train and eval lines are the source's: so is the CSV export."""
+        return self.same_as == NUMBERS if self.csv_same is None else self.csv_same
 
 
 KINDS: dict[str, Kind] = {}
@@ -257,8 +259,9 @@ def meta_deep_nesting_object(run):
     replace(run / "meta.json", '{"a":' * 50_000 + "1" + "}" * 50_000 + "\n")
 
 
-@run_kind("meta")  # a valid meta.json padded to 5 MB: read or refused, never a crash
+@run_kind("meta", status=("damaged",), problem=("meta.json",))
 def meta_huge_valid(run):
+    """A valid object padded to 5 MB: meta.json is at most 1 MiB (docs/run-format.md)."""
     set_meta(run, padding="x" * (5 << 20))
 
 
@@ -314,22 +317,23 @@ def meta_id_names_another_run(run):
     set_meta(run, id="someone-else")
 
 
-@run_kind("meta", same_as=NUMBERS)
+# A name is any text of at most 100 characters, shown without control or bidi characters: not damage.
+@run_kind("meta", status=("completed",), same_as=NUMBERS)
 def meta_name_ansi_escapes(run):
     set_meta(run, name="\x1b[31mred\x1b[0m \x1b]0;title\x07 \x1b[2J")
 
 
-@run_kind("meta", same_as=NUMBERS)
+@run_kind("meta", status=("completed",), same_as=NUMBERS)
 def meta_name_newlines(run):
     set_meta(run, name="two\nlines\rand\ttab\x00nul")
 
 
-@run_kind("meta", same_as=NUMBERS)
+@run_kind("meta", status=("completed",), same_as=NUMBERS)
 def meta_name_bidi(run):
     set_meta(run, name="run\u202egnp.exe\u2066x\u2069\u200f\u2028end")
 
 
-@run_kind("meta")
+@run_kind("meta", status=("damaged",), problem=("name",))
 def meta_name_very_long(run):
     set_meta(run, name="n" * 100_000)
 
@@ -339,7 +343,7 @@ def meta_name_empty(run):
     set_meta(run, name="")
 
 
-@run_kind("meta")
+@run_kind("meta", status=("damaged",), problem=("tags",))
 def meta_tags_control_chars(run):
     set_meta(run, tags=["ok", "\x1b[2Jclear", "new\nline", "rtl\u202eevil", "bell\x07"])
 
@@ -376,6 +380,11 @@ def _field_kind(key: str, variant: str):
 
     build.__name__ = build.__qualname__ = f"meta_{key}_{variant}"
     build.__doc__ = f"meta.json's {key} = {json.dumps(value)[:40]}"
+    if variant == "nan":  # NaN is not JSON (meta.json is read strictly): the file is what is wrong
+        return run_kind("field", status=("damaged",), problem=("meta.json",))(build)
+    if variant in ("big", "hugeint") and FIELDS[key] is TIME or variant == "hugeint" and key != "pid":
+        # finite and >= 0, as the rules go, but absurd: damaged or shown as it is, never a crash
+        return run_kind("field")(build)
     return run_kind("field", status=("damaged",), problem=(key,))(build)
 
 
@@ -446,13 +455,13 @@ def metrics_step_missing(run):
     append(run, line(kind="train", loss=0.5, tokens=9, tok_s=1.0, time=1795949100.0))
 
 
-def _edit_value_kind(name: str, match: str, key: str, value, same_as=NUMBERS):
+def _edit_value_kind(name: str, match: str, key: str, value, same_as=NUMBERS, expect=None):
     def build(run):
         edit_lines(run, match, lambda rec: line(**{**rec, key: value}))
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = f"{key} = {value!r} in the lines holding {match}"
-    return run_kind("metrics", status=METRICS_STATUS, same_as=same_as)(build)
+    return run_kind("metrics", status=METRICS_STATUS, same_as=same_as, expect=expect or {}, csv_same=False)(build)
 
 
 INF = float("inf")
@@ -460,19 +469,25 @@ TRAIN_4, TRAIN_6 = '"kind":"train","step":4,', '"kind":"train","step":6,'
 _edit_value_kind("metrics_loss_nan", TRAIN_4, "loss", NAN)  # not the last train line: numbers unchanged
 _edit_value_kind("metrics_loss_infinity", TRAIN_4, "loss", INF)
 _edit_value_kind("metrics_loss_minus_infinity", TRAIN_4, "loss", -INF)
-_edit_value_kind("metrics_last_loss_nan", TRAIN_6, "loss", NAN, same_as=("step", "val_loss", "best_val"))
-_edit_value_kind("metrics_last_loss_infinity", TRAIN_6, "loss", INF, same_as=("step", "val_loss", "best_val"))
-_edit_value_kind("metrics_val_loss_nan", '"kind":"eval"', "val_loss", NAN, same_as=("step", "loss", "tokens"))
-_edit_value_kind("metrics_val_loss_infinity", '"kind":"eval"', "val_loss", INF, same_as=("step", "loss", "tokens"))
+# A number that is not a finite one reads as missing; the line stays (docs/run-format.md).
+_edit_value_kind("metrics_last_loss_nan", TRAIN_6, "loss", NAN, same_as=("step", "val_loss", "best_val"),
+                 expect={"loss": None})
+_edit_value_kind("metrics_last_loss_infinity", TRAIN_6, "loss", INF, same_as=("step", "val_loss", "best_val"),
+                 expect={"loss": None})
+_edit_value_kind("metrics_val_loss_nan", '"kind":"eval"', "val_loss", NAN, same_as=("step", "loss", "tokens"),
+                 expect={"val_loss": None, "best_val": None})
+_edit_value_kind("metrics_val_loss_infinity", '"kind":"eval"', "val_loss", INF, same_as=("step", "loss", "tokens"),
+                 expect={"val_loss": None, "best_val": None})
 _edit_value_kind("metrics_val_loss_minus_infinity", '"kind":"eval"', "val_loss", -INF,
-                 same_as=("step", "loss", "tokens"))
+                 same_as=("step", "loss", "tokens"), expect={"val_loss": None, "best_val": None})
 _edit_value_kind("metrics_tokens_huge_int", TRAIN_6, "tokens", HUGE_INT, same_as=("step", "loss", "val_loss"))
 _edit_value_kind("metrics_time_nan", TRAIN_6, "time", NAN, same_as=("step", "loss", "val_loss"))
 
 
-@run_kind("metrics", status=METRICS_STATUS)
+@run_kind("metrics", status=METRICS_STATUS, expect={"loss": None, "tok_s": None})
 def metrics_field_types_wrong(run):
-    """A train line whose step is right and whose numbers are not numbers."""
+    """A train line whose step is right and whose numbers are not numbers: the line stays, its
+    numbers read as missing."""
     append(run, line(kind="train", step=8, loss="low", lr=[1], grad_norm={}, tokens="many", tok_s=True,
                      mfu="x", step_time=None, rss=-1, mem_alloc=[], mem_peak={}, time="now"))
 
@@ -524,8 +539,9 @@ def metrics_crlf(run):
     set_lines(run, [raw.rstrip(b"\n") + b"\r\n" for raw in metric_lines(run)])
 
 
-@run_kind("metrics", status=METRICS_STATUS, same_as=NUMBERS)
+@run_kind("metrics", status=METRICS_STATUS, problem=("metrics.jsonl",), same_as=NUMBERS)
 def metrics_unknown_kind(run):
+    """A kind the table does not have is a bad line (counted, skipped)."""
     append(run, line(kind="telemetry", step=8, watts=300, time=1795949100.0))
 
 
@@ -543,8 +559,9 @@ for _variant, _raw in (("string", '"2"'), ("null", "null"), ("negative", "-1"), 
     _bad_resume_kind(_variant, _raw)
 
 
-@run_kind("metrics", status=METRICS_STATUS, problem=("metrics.jsonl",), same_as=NUMBERS)
+@run_kind("metrics", status=METRICS_STATUS, expect={"loss": None, "val_loss": None, "best_val": None})
 def metrics_resume_step_missing(run):
+    """An event may omit its step: 0. A resume to 0 voids every line before it."""
     append(run, line(kind="event", event="resume", time=1795949100.0))
 
 
@@ -671,7 +688,7 @@ def config_deep_nesting(run):
 # Copies of `stopped` (resumable but for the damage) where the only checkpoint is damaged: resume
 # must refuse rather than start over from step 0 or fail with a traceback.
 
-CKPT_DAMAGED = dict(status=("stopped", "damaged"), problem=("checkpoint",), source="stopped")
+CKPT_DAMAGED = {"status": ("stopped", "damaged"), "problem": ("checkpoint",), "source": "stopped"}
 
 
 @run_kind("checkpoint", **CKPT_DAMAGED)
@@ -759,52 +776,55 @@ def checkpoint_unrelated_files(run):
 
 # ---------------------------------------------------------------------------- the runs root
 
-@root_kind(entry="loop", listed=None)
+# docs/run-format.md, "Recognising a run": in a root, a directory (or a symlink to one) not named
+# .*, holding meta.json, train.log or metrics.jsonl; a symlink loop, a dangling link or a file is not.
+
+@root_kind(entry="loop", listed=False)
 def root_symlink_loop(root, entry, past):
     (root / entry).symlink_to(entry)  # ln -s loop loop
 
 
-@root_kind(listed=None)
+@root_kind(listed=False)
 def root_dangling_symlink(root, entry, past):
     (root / entry).symlink_to(root / "no-such-run")
 
 
-@root_kind(listed=None)
+@root_kind(listed=False)
 def root_symlink_to_a_file(root, entry, past):
     target = outside(root, entry) / "notes.txt"
     target.write_text("not a run\n")
     (root / entry).symlink_to(target)
 
 
-@root_kind(listed=None)
+@root_kind(listed=True, status=("completed",), same_as=NUMBERS)
 def root_symlink_to_a_run_outside(root, entry, past):
     """A link to a real run elsewhere: deleting the link's run must never reach the target."""
     target = copy_run(past / "done", outside(root, entry) / "elsewhere")
     (root / entry).symlink_to(target)
 
 
-@root_kind(listed=None, also=("root-symlink-to-a-sibling-target",))
+@root_kind(listed=True, status=("completed",), same_as=NUMBERS, also=("root-symlink-to-a-sibling-target",))
 def root_symlink_to_a_sibling(root, entry, past):
     sibling = copy_run(past / "done", root / f"{entry}-target")
     (root / entry).symlink_to(sibling.name)
 
 
-@root_kind(entry="tiny-20260101-120000", listed=None)
+@root_kind(entry="tiny-20260101-120000", listed=False)
 def root_file_named_like_a_run(root, entry, past):
     (root / entry).write_text('{"id": "tiny-20260101-120000", "status": "completed"}\n')
 
 
-@root_kind(entry="nano-20260101-120000", listed=None)
+@root_kind(entry="nano-20260101-120000", listed=False)
 def root_fifo_named_like_a_run(root, entry, past):
     os.mkfifo(root / entry)
 
 
-@root_kind(listed=None)
+@root_kind(listed=False)
 def root_empty_directory(root, entry, past):
     (root / entry).mkdir()
 
 
-@root_kind(listed=None)
+@root_kind(listed=False)
 def root_directory_with_only_a_config(root, entry, past):
     (root / entry).mkdir()
     shutil.copy(past / "done" / "config.toml", root / entry / "config.toml")
@@ -822,27 +842,27 @@ def root_unreadable_run(root, entry, past):
     run.chmod(0)
 
 
-@root_kind(entry="my run", status=None)
+@root_kind(entry="my run", same_as=NUMBERS)
 def root_name_with_spaces(root, entry, past):
     copy_run(past / "done", root / entry)
 
 
-@root_kind(entry="r\u00fcn-\u540d\u524d", status=None)
+@root_kind(entry="r\u00fcn-\u540d\u524d", same_as=NUMBERS)
 def root_name_unicode(root, entry, past):
     copy_run(past / "done", root / entry)
 
 
-@root_kind(entry="-rf", status=None)
+@root_kind(entry="-rf", same_as=NUMBERS)
 def root_name_leading_dash(root, entry, past):
     copy_run(past / "done", root / entry)
 
 
-@root_kind(entry="ctl\x1b[31m\nname\u202e", status=None)
+@root_kind(entry="ctl\x1b[31m\nname\u202e", same_as=NUMBERS)
 def root_name_control_chars(root, entry, past):
     copy_run(past / "done", root / entry)
 
 
-@root_kind(entry="b\udcffd-bytes", status=None)
+@root_kind(entry="b\udcffd-bytes", same_as=NUMBERS)
 def root_name_not_utf8(root, entry, past):
     """A directory name that is not UTF-8 (b'b\\xffd-bytes'): Python sees a surrogate escape."""
     copy_run(past / "done", root / entry)
@@ -865,7 +885,7 @@ def list_once(root: Path) -> None:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         try:
             main(["runs", "list", "--runs-root", str(root), "--json"])
-        except BaseException:  # a listing that crashes on good runs is another test's failure
+        except BaseException:  # noqa: BLE001, S110 - a listing that crashes on good runs fails elsewhere
             pass
 
 
@@ -1169,7 +1189,7 @@ class FifoWatch:
                 if self.blocked():
                     self.hangs += 1
                     self.unjam()
-            except Exception:  # never let the watchdog die
+            except Exception:  # noqa: BLE001, S110 - never let the watchdog die
                 pass
 
 
