@@ -78,15 +78,24 @@ TABLE = (("RUN", run_cell),
          ("LOSS", lambda r: fmt_loss(r["loss"])), ("VAL", lambda r: fmt_loss(r["val_loss"])),
          ("BEST VAL", lambda r: fmt_loss(r["best_val"])), ("TOK/S", lambda r: human_count(r["tok_s"])),
          ("DEVICE", lambda r: r["device"] or "–"), ("STARTED", lambda r: fmt_time(r["started"])),
-         ("DURATION", lambda r: fmt_duration(r["duration"])), ("TAGS", lambda r: ",".join(r["tags"])),
+         ("DURATION", lambda r: fmt_duration(r["duration"])), ("TAGS", lambda r: printable(",".join(r["tags"]))),
          ("NOTE", note))
 
 
 ROOT_COLUMN = ("ROOT", lambda r: printable(r["root"]))  # `runs list` shows it when there are several roots
 
 
+CELL_MAX = 80  # a longer value is cut (the NOTE column, the last, is not)
+
+
+def clip(text: str, width: int = CELL_MAX) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def table(rows: list[dict], columns=TABLE) -> str:
-    cells = [[h for h, _ in columns]] + [[f(r) for _, f in columns] for r in rows]
+    last = len(columns) - 1
+    cells = [[h for h, _ in columns]] + [[f(r) if i == last else clip(f(r)) for i, (_, f) in enumerate(columns)]
+                                         for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
 

@@ -7,6 +7,8 @@ under the extra roots of the settings file (gigagpt.toml: [runs] roots = [...]),
 from __future__ import annotations
 
 import json
+import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -15,11 +17,11 @@ from gigagpt.config import runs_root
 from gigagpt.listing import (ROOT_COLUMN, SORT_KEYS, TABLE, fmt_duration, fmt_loss, fmt_step, fmt_time, human_count,
                              matches, sort_rows, table)
 from gigagpt.store.actions import check_deletable, delete, rename, running_pid, send_signal, set_tags
-from gigagpt.store.curves import config_diff, flat_config
+from gigagpt.store.curves import config_diff, flat_config, read_config_text
 from gigagpt.store.export import export_csv, export_tensorboard
 from gigagpt.store.files import RunError, os_reason
 from gigagpt.store.layout import find_run, run_labels, runs_roots
-from gigagpt.store.meta import printable
+from gigagpt.store.meta import printable, utf8
 from gigagpt.store.summary import STATUSES, list_all, run_status, run_summary
 
 
@@ -51,7 +53,7 @@ def cmd_list(args) -> int:
     elif args.reverse:
         rows.reverse()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json_text(rows))
     elif rows:
         print(table(rows, TABLE[:1] + (ROOT_COLUMN,) + TABLE[1:] if len(roots) > 1 else TABLE))
     else:
@@ -63,7 +65,7 @@ def cmd_show(args) -> int:
     run_dir = find_run(roots_of(args), args.run)
     row = run_summary(run_dir)
     if args.json:
-        print(json.dumps({**row, "config": flat_config(run_dir)}, indent=2, default=str))
+        print(json_text({**row, "config": flat_config(run_dir)}))
         return 0
     fields = [("run", printable(row["id"])), ("name", row["name"]), ("path", printable(row["path"])),
               ("status", row["status"]),
@@ -101,6 +103,13 @@ def cmd_export(args) -> int:
     roots = roots_of(args)
     dirs = [find_run(roots, r) for r in args.runs]
     out = args.csv or args.tensorboard
+    if out != "-":
+        target = os.path.realpath(out)
+        for d in dirs:
+            real = os.path.realpath(d)
+            if target == real or target.startswith(real + os.sep) or real.startswith(target + os.sep):
+                raise RunError(f"{printable(out)}: inside run {printable(d.name)} (or holding it); "
+                               "write the export elsewhere")
     try:
         if args.csv == "-":
             n = export_csv(dirs, sys.stdout)
@@ -121,7 +130,11 @@ def cmd_export(args) -> int:
 
 def cmd_rm(args) -> int:
     roots = roots_of(args)
-    dirs = [find_run(roots, r) for r in args.runs]
+    found = {}
+    for r in args.runs:  # a run named twice (by id and by path) is deleted once
+        d = find_run(roots, r)
+        found.setdefault(os.path.realpath(d), d)
+    dirs = list(found.values())
     for run_dir in dirs:  # refuse before asking, and before deleting any
         check_deletable(run_dir, roots)
         if run_status(run_dir) == "running":
@@ -163,16 +176,34 @@ def cmd_compare(args) -> int:
     rows = [run_summary(d) for d in dirs]
     print(table(rows, TABLE[:-2]))
     diff = config_diff(dirs)
+    unread = [label for d, label in zip(dirs, run_labels(dirs)) if read_config_text(d) is None]
     print()
+    if unread:
+        print(f"no readable config.toml: {', '.join(unread)}")
     if diff:
         print(table([{"key": k, "values": v} for k, v in diff],
-                    [("CONFIG KEY", lambda r: r["key"])] + [
+                    [("CONFIG KEY", lambda r: printable(r["key"]))] + [
                         (printable(label), lambda r, i=i: "–" if r["values"][i] is None
                          else printable(json.dumps(r["values"][i], default=str)))
                         for i, label in enumerate(run_labels(dirs))]))
     else:
         print("the configs are the same")
     return 0
+
+
+def json_text(obj) -> str:
+    """Strict JSON (no NaN or Infinity tokens, valid UTF-8), whatever a run's files held."""
+    def fix(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, str):
+            return utf8(v)
+        if isinstance(v, dict):
+            return {utf8(str(k)): fix(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [fix(x) for x in v]
+        return v if v is None or isinstance(v, (int, float, bool)) else str(v)
+    return json.dumps(fix(obj), indent=2, allow_nan=False)
 
 
 def add_runs_parser(subparsers) -> None:

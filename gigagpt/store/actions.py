@@ -14,6 +14,7 @@ from gigagpt.store import layout
 from gigagpt.store.files import RunError, os_reason, write_json
 from gigagpt.store.lock import HOST, RunLock, holder_pid, is_locked, liveness
 from gigagpt.store.meta import NAME_MAX, TAG, printable, read_meta
+from gigagpt.store.summary import run_status
 
 
 def _edit_meta(run_dir: Path, verb: str, change) -> dict:
@@ -49,7 +50,7 @@ def rename(run_dir: Path, name: str) -> dict:
 
 def check_tags(tags) -> list[str]:
     for tag in tags:
-        if not TAG.match(tag):
+        if not isinstance(tag, str) or not TAG.fullmatch(tag):
             shown = printable(tag)[:80]
             raise RunError(f"tag {shown!r}: use letters, digits and . _ + : = / - (no spaces), at most 64")
     return list(dict.fromkeys(tags))
@@ -68,55 +69,59 @@ def set_tags(run_dir: Path, add=(), remove=(), replace: list[str] | None = None)
 
 
 def check_deletable(run_dir: Path, roots) -> None:
-    """RunError unless run_dir is a run the store recognises: a directory inside a runs root, or
-    one whose meta.json names it (its id is the directory's name). Never a runs root or what holds
-    one, `.`, `..`, the current directory or what holds it, or a symlink (its target is not ours)."""
+    """RunError unless run_dir is a run the store recognises: a directory inside a runs root that
+    looks like a run (docs/run-format.md), or one elsewhere whose meta.json names it (its id is the
+    directory's name). Never a runs root or what holds one, `.`, `..`, the current directory or
+    what holds it, or a symlink (its target is not ours)."""
     p = Path(run_dir)
+    shown = printable(str(run_dir))
     if str(run_dir) in (".", "..") or p.name in ("", ".", ".."):
-        raise RunError(f"{run_dir}: name a run directory, not {str(run_dir)!r}")
+        raise RunError(f"{shown}: name a run directory, not {shown!r}")
     if os.path.islink(p):
-        raise RunError(f"{p}: a symlink; delete the link itself, or the run by its own path")
+        raise RunError(f"{shown}: a symlink; delete the link itself, or the run by its own path")
     if not os.path.isdir(p):
-        raise RunError(f"{p}: not a directory")
+        raise RunError(f"{shown}: not a directory")
     real = os.path.realpath(p)
-    for other in [*map(str, roots), os.getcwd()]:
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = None
+    for other in [*map(str, roots), *([cwd] if cwd else [])]:
         inside = os.path.realpath(other)
         if inside == real or inside.startswith(real.rstrip(os.sep) + os.sep):
-            what = "the current directory" if other == os.getcwd() else f"the runs root {other}"
-            raise RunError(f"{p}: holds {what}; not deleted")
-    if layout.in_a_root(p, roots):
+            what = "the current directory" if other == cwd else f"the runs root {printable(other)}"
+            raise RunError(f"{shown}: holds {what}; not deleted")
+    if layout.in_a_root(p, roots) and layout.looks_like_run(p):
         return
     try:
         meta = read_meta(p)
     except RunError as e:
-        raise RunError(f"{p}: not in a runs root, and {e}; not deleted") from None
+        raise RunError(f"{shown}: not a run of a runs root, and {e}; not deleted") from None
     if meta.id != p.name:
-        raise RunError(f"{p}: not in a runs root, and its meta.json names run {printable(meta.id or '')[:80]!r}, "
-                       "not this directory; not deleted")
+        raise RunError(f"{shown}: not in a runs root, and its meta.json names run "
+                       f"{printable(meta.id or '')[:80]!r}, not this directory; not deleted")
 
 
 def delete(run_dir: Path, roots) -> None:
-    """Remove a run directory the store recognises (check_deletable), never one in use."""
+    """Remove a run directory the store recognises (check_deletable), never one in use. Under the
+    run's lock it is first renamed to a hidden tombstone, so no trainer can take the lock of a
+    half-deleted run, and a deletion that fails part way leaves no run behind."""
     run_dir = Path(run_dir)
     check_deletable(run_dir, roots)
-    try:
-        meta = read_meta(run_dir)
-    except RunError:
-        meta = None  # a damaged run can go
-    if meta and meta.status == "running" and meta.host != HOST and \
-            liveness(run_dir, meta.host, meta.pid, meta.heartbeat) == "running":
-        raise RunError(f"run {run_dir.name}: running on {printable(meta.host or '?')}; stop it there first")
-    try:
-        lock = RunLock(run_dir).acquire("delete", wait=0.5)
-    except RunError:
-        raise RunError(f"run {run_dir.name}: running; stop it first (gigagpt runs stop {run_dir.name})") from None
-    except OSError as e:
-        raise RunError(f"run {run_dir.name}: cannot delete it ({os_reason(e)})") from None
-    with lock:
+    if run_status(run_dir) == "running":
+        raise RunError(f"run {printable(run_dir.name)}: running; stop it first "
+                       f"(gigagpt runs stop {printable(run_dir.name)})")
+    with RunLock(run_dir).acquire("delete", wait=0.5):
+        tomb = run_dir.with_name(f".{run_dir.name}.deleting-{os.getpid()}")
         try:
-            shutil.rmtree(run_dir)
+            os.rename(run_dir, tomb)
         except OSError as e:
-            raise RunError(f"run {run_dir.name}: deleted in part ({os_reason(e)})") from None
+            raise RunError(f"run {printable(run_dir.name)}: not deleted ({os_reason(e)})") from None
+    try:
+        shutil.rmtree(tomb)
+    except OSError as e:
+        raise RunError(f"run {printable(run_dir.name)}: removed from the runs, but {printable(str(tomb))} "
+                       f"is left in part ({os_reason(e)})") from None
 
 
 def running_pid(run_dir: Path) -> int:

@@ -5,6 +5,7 @@ import errno
 import json
 import math
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -19,15 +20,21 @@ def atomic_write(path: Path, write, mode: str = "wb") -> None:
     A reader (or a crash) sees either the old file or the whole new one, never a torn one.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    while True:  # a fresh name, created exclusively: never through a planted file or symlink
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
-        with open(tmp, mode) as f:
+        with open(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if os.path.lexists(tmp):
             tmp.unlink()
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -85,10 +92,17 @@ def open_regular(path: Path):
         raise
 
 
+class TooLarge(OSError):
+    """A file bigger than its reader accepts (refused before reading it)."""
+
+
 def read_regular(path: Path, limit: int) -> bytes:
-    """At most `limit` + 1 bytes of a regular file (the caller refuses more than `limit`)."""
+    """A regular file's bytes, or TooLarge when it has more than `limit`."""
     with open_regular(path) as f:
-        return f.read(limit + 1)
+        data = f.read(limit + 1) if os.fstat(f.fileno()).st_size <= limit else b""
+        if not data and os.fstat(f.fileno()).st_size or len(data) > limit:
+            raise TooLarge(errno.EFBIG, f"larger than {limit:,} bytes", str(path))
+        return data
 
 
 def open_append(path: Path):

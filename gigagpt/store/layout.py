@@ -14,17 +14,18 @@ from pathlib import Path
 from gigagpt.config import ConfigError, extra_runs_roots, runs_root, settings_path
 from gigagpt.store.files import RunError, os_reason
 from gigagpt.store.lock import LOCK_FILE
+from gigagpt.store.meta import printable
 
 RUN_FILES = ("meta.json", "train.log", "metrics.jsonl")  # any one makes a directory in a root a run
 # What a launcher may put in a directory before the trainer starts (docs/run-format.md).
 PRE_START_FILES = {"train.log", LOCK_FILE}
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")  # fullmatch
 CHECKPOINT = re.compile(r"^step_(\d{1,12})\.(pt|dcp|mdl)$")
-STALE_TEMP = re.compile(r"^\..+\.tmp(-\d+)?$")  # atomic_write's and FSDP's temp names
+STALE_TEMP = re.compile(r"\..+\.tmp(-\d+(-[0-9a-f]+)?)?")  # atomic_write's and FSDP's temp names (fullmatch)
 
 
 def check_run_id(run_id: str) -> str:
-    if ".." in run_id or not SAFE_ID.match(run_id):
+    if ".." in run_id or not SAFE_ID.fullmatch(run_id):
         raise RunError(f"run name {run_id!r}: use letters, digits and . _ + - (no '/', no '..', at most 128)")
     return run_id
 
@@ -158,29 +159,34 @@ def in_a_root(run_dir: Path, roots) -> bool:
 
 
 def find_run(roots, arg: str) -> Path:
-    """A run given as a run directory, as an id under one of the runs roots, or as a run name
-    (`smoke` for smoke-20261128-135507, the id `new_run_dir` makes) that one run has; RunError when
-    none has it, or when several do (two roots may hold the same id: then its path says which)."""
+    """A run given as an id under one of the runs roots, as a run directory's path, or as a run
+    name (`smoke` for smoke-20261128-135507, the id `new_run_dir` makes) that one run has.
+    RunError when none has it, or when several do: two roots may hold the same id, and a bare id
+    may also name a run directory in the current directory (then its path says which)."""
     roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
     p = Path(arg)
-    if arg not in ("", ".", "..") and (looks_like_run(p) or "config.toml" in (entries(p) or [])):
-        return p
-    arg = arg.rstrip("/")
-    if "/" not in arg and arg not in ("", ".", ".."):  # a path was tried above; an id names no parent
-        named = re.compile(re.escape(arg) + r"-\d{8}-\d{6}(?:-\d+)?")
-        for several, pick in (("in {} runs roots", lambda root: [root / arg] if looks_like_run(root / arg) else []),
+    as_path = arg not in ("", ".", "..") and (looks_like_run(p) or "config.toml" in (entries(p) or []))
+    bare = arg.rstrip("/")
+    shown = printable(bare if len(bare) <= 200 else bare[:200] + "...")
+    if "/" not in bare and bare not in ("", ".", ".."):  # an id names no parent
+        named = re.compile(re.escape(bare) + r"-\d{8}-\d{6}(?:-\d+)?")
+        for several, pick in (("in {} runs roots", lambda root: [root / bare] if looks_like_run(root / bare) else []),
                               ("{} runs match", lambda root: [d for d in run_dirs(root) if named.fullmatch(d.name)])):
             found = _runs_in(roots, pick)
+            if as_path and found and os.path.realpath(p) not in {os.path.realpath(d) for d in found}:
+                raise RunError(f"run {shown!r}: both ./{shown} and a run in the runs roots ({printable(str(found[0]))}); "
+                               "give the path of the one you mean")
             if len(found) == 1:
                 return found[0]
             if found:
-                where = ", ".join(str(d if len(roots) > 1 else d.name) for d in found[:6])
+                where = ", ".join(printable(str(d if len(roots) > 1 else d.name)) for d in found[:6])
                 more = ", ..." if len(found) > 6 else ""
-                raise RunError(f"run {arg!r}: {several.format(len(found))} ({where}{more}); give the id"
+                raise RunError(f"run {shown!r}: {several.format(len(found))} ({where}{more}); give the id"
                                f"{' or the path' if len(roots) > 1 else ''} of the one you mean")
-    shown = arg if len(arg) <= 200 else arg[:200] + "..."
+    if as_path:
+        return p
     raise RunError(f"run {shown!r}: not a run directory, and no run {shown!r} in the runs "
-                   f"root{'s' if len(roots) > 1 else ''} ({', '.join(map(str, roots))})")
+                   f"root{'s' if len(roots) > 1 else ''} ({', '.join(printable(str(r)) for r in roots)})")
 
 
 def _runs_in(roots: list[Path], pick) -> list[Path]:
@@ -197,8 +203,8 @@ def _runs_in(roots: list[Path], pick) -> list[Path]:
 
 def run_labels(run_dirs: list[Path]) -> list[str]:
     """Names for runs side by side: the id, or `<root name>/<id>` where two runs share an id."""
-    names = [Path(d).name for d in run_dirs]
-    out = [n if names.count(n) == 1 else f"{Path(d).parent.name}/{n}" for d, n in zip(run_dirs, names)]
+    names = [printable(Path(d).name) for d in run_dirs]
+    out = [n if names.count(n) == 1 else f"{printable(Path(d).parent.name)}/{n}" for d, n in zip(run_dirs, names)]
     return [o if out.count(o) == 1 else f"{o}#{i + 1}" for i, o in enumerate(out)]
 
 
@@ -224,7 +230,7 @@ def remove_stale_temps(run_dir: Path) -> list[str]:
     removed = []
     for where in (Path(run_dir), Path(run_dir) / "checkpoints"):
         for name in entries(where) or []:
-            if STALE_TEMP.match(name):
+            if STALE_TEMP.fullmatch(name):
                 path = where / name
                 try:
                     if os.path.isdir(path) and not os.path.islink(path):

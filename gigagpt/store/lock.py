@@ -52,6 +52,9 @@ class RunLock:
                                    f"{f'process {holder}' if holder else 'another process'} "
                                    f"(a trainer or a deletion); {what} it after that stops") from None
                 time.sleep(0.05)
+        if not _still_linked(fd, self.path):  # a deletion renamed the run away meanwhile
+            os.close(fd)
+            raise RunError(f"run {self.path.parent.name}: being deleted")
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
@@ -70,6 +73,15 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def _still_linked(fd: int, path: Path) -> bool:
+    """Whether the locked file is still the one at `path` (not renamed away or unlinked)."""
+    try:
+        st, now = os.fstat(fd), os.lstat(path)
+    except OSError:
+        return False
+    return st.st_nlink > 0 and (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino)
 
 
 def is_locked(run_dir: Path) -> bool | None:
@@ -96,12 +108,16 @@ def holder_pid(run_dir: Path) -> int | None:
     return int(text) if text.isdigit() and 0 < int(text) < 2**31 else None
 
 
-def pid_alive(pid) -> bool:
-    """A live process on this host (a zombie, exited but not yet reaped, is dead)."""
+def pid_alive(pid, started_by: float | None = None) -> bool:
+    """A live process on this host (a zombie, exited but not yet reaped, is dead), and, given
+    `started_by` (a time the trainer was alive), one started by then: a reused pid is not the trainer."""
     if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
         return False
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        proc = psutil.Process(pid)
+        if started_by is not None and proc.create_time() > started_by + 5:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
     except psutil.Error:
@@ -110,12 +126,16 @@ def pid_alive(pid) -> bool:
 
 def liveness(run_dir: Path, host, pid, heartbeat, now: float | None = None) -> str:
     """`running` or `crashed` for a run whose meta.json says running: by its lock on this host,
-    by its pid for a run without a lock file, by its heartbeat on another host."""
+    by its pid for a run whose trainer never took the lock (an older trainer; the lock file may
+    then be a rename's or a deletion's), by its heartbeat on another host."""
     if host == HOST:
         locked = is_locked(run_dir)
-        if locked is not None:
-            return "running" if locked else "crashed"
-        return "running" if pid_alive(pid) else "crashed"
+        if locked:
+            return "running"
+        if locked is False and holder_pid(run_dir) == pid:
+            return "crashed"  # the trainer held it, and the kernel let go when it died
+        # the trainer wrote its heartbeat, so it was started before it: a younger process reuses its pid
+        return "running" if pid_alive(pid, started_by=heartbeat) else "crashed"
     if (now or time.time()) - (heartbeat or 0) > STALE_AFTER:
         return "crashed"
     return "running"

@@ -7,24 +7,37 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gigagpt.store.files import NotRegular, RunError, os_reason, read_regular
+from gigagpt.store.files import NotRegular, RunError, TooLarge, os_reason, read_regular
 
 STATUSES = ("running", "completed", "stopped", "failed")
 NAME_MAX = 100
-TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+:=/-]{0,63}$")
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+:=/-]{0,63}")  # fullmatch
+# C0/C1 controls, soft hyphen, zero-width and direction marks, line separators, bidi embeddings
+# and isolates, the BOM: what can hide or reorder text in a terminal cell
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\xad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 META_MAX_BYTES = 1 << 20  # a real meta.json is ~1 KB; a bigger one is not read
 
 
+def utf8(text: str) -> str:
+    """Text that encodes as UTF-8: undecodable bytes of a file name (surrogate escapes) and lone
+    surrogates from JSON become U+FFFD."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def printable(text: str) -> str:
-    """Text for one line of a table or a header: control and bidi characters dropped."""
-    return CONTROL.sub("", text)
+    """Text for one line of a table or a header: valid UTF-8, control and bidi characters dropped."""
+    return CONTROL.sub("", utf8(text))
 
 
 def _str(v, limit=4096):
     if not isinstance(v, str):
         return f"must be text, not {type(v).__name__}"
-    return None if len(v) <= limit else f"longer than {limit} characters"
+    if len(v) > limit:
+        return f"longer than {limit} characters"
+    return None if utf8(v) == v else "not valid UTF-8 text (a lone surrogate)"
 
 
 def _opt(check):
@@ -53,8 +66,8 @@ def _status(v):
 def _tags(v):
     if not isinstance(v, list):
         return f"must be a list of tags, not {type(v).__name__}"
-    bad = next((t for t in v if not isinstance(t, str) or not TAG.match(t)), None)
-    return None if bad is None else f"{bad!r} is not a tag"
+    bad = next((t for t in v if not isinstance(t, str) or not TAG.fullmatch(t)), None)
+    return None if bad is None else f"{printable(repr(bad))[:80]} is not a tag"
 
 
 def _command(v):
@@ -134,10 +147,10 @@ def read_meta(run_dir: Path) -> Meta:
         raise RunError("meta.json: missing") from None
     except NotRegular:
         raise RunError("meta.json: not a regular file") from None
+    except TooLarge:
+        raise RunError(f"meta.json: larger than {META_MAX_BYTES >> 20} MiB (not a trainer's)") from None
     except (OSError, ValueError) as e:
         raise RunError(f"meta.json: unreadable ({os_reason(e)})") from None
-    if len(data) > META_MAX_BYTES:
-        raise RunError(f"meta.json: larger than {META_MAX_BYTES >> 20} MiB (not a trainer's)")
     try:
         parsed = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors

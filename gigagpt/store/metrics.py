@@ -13,6 +13,7 @@ Memory stays bounded: files are read in chunks, and roll-backs are found by a fi
 from __future__ import annotations
 
 import bisect
+from array import array
 import json
 import math
 import os
@@ -116,25 +117,35 @@ def chunks(path: Path, offset: int = 0, end: int | None = None, size: int = CHUN
 
 class Rollbacks:
     """The resume events of a file: which earlier lines they void. Found by a byte search for the
-    resume lines (a listing never parses a whole log)."""
+    resume lines (a listing never parses a whole log).
 
-    def __init__(self, resumes: list[tuple[int, int]]):
-        self.offsets = [o for o, _ in resumes]
-        self.cut = [0] * len(resumes)  # the lowest resume step at or after each resume
-        low = STEP_MAX
-        for i in range(len(resumes) - 1, -1, -1):
-            low = min(low, resumes[i][1])
-            self.cut[i] = low
+    Only what decides a line's fate is kept: for a line at offset p the cut is the lowest step of
+    the resumes after p, so a resume with a step at or above a later one's is dropped when that
+    later one arrives. The kept steps rise with the offsets; memory is two int arrays."""
+
+    def __init__(self):
+        self.offsets, self.cut = array("q"), array("q")
+
+    def add(self, offset: int, step: int) -> None:
+        while self.cut and self.cut[-1] >= step:
+            self.offsets.pop()
+            self.cut.pop()
+        self.offsets.append(offset)
+        self.cut.append(step)
 
     @classmethod
     def of(cls, path: Path, offset: int = 0, end: int | None = None) -> "Rollbacks":
-        resumes = []
+        found = cls()
         for start, data in chunks(path, offset, end):
             for at, rec in lines_with(data, RESUME_NEEDLES):
                 rec = clean(_json(rec))
                 if rec and rec["kind"] == "event" and rec.get("event") == "resume":
-                    resumes.append((start + at, rec["step"]))
-        return cls(resumes)
+                    found.add(start + at, rec["step"])
+        return found
+
+    def lowest(self) -> int | None:
+        """The lowest resume step of all (what an incremental reader must compare with)."""
+        return self.cut[0] if self.cut else None
 
     def void(self, offset: int, rec: dict) -> bool:
         """Whether a later resume voids the record at `offset`."""

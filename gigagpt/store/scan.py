@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 from gigagpt.store.files import os_reason
-from gigagpt.store.metrics import Rollbacks, _json, chunks, clean, lines_with
+from gigagpt.store.metrics import Rollbacks, _json, chunks, clean, lines_with, number
 
 EVAL_NEEDLES = (b'"kind":"eval"', b'"kind": "eval"')
 TRAIN_NEEDLES = (b'"kind":"train"', b'"kind": "train"')
@@ -45,9 +45,9 @@ def scan_metrics(path: Path, state: dict | None) -> dict:
     if st.st_size == state["offset"]:
         return state
     rollbacks = Rollbacks.of(path, state["offset"], st.st_size)
-    if rollbacks.cut and state["offset"]:
+    if rollbacks.lowest() is not None and state["offset"]:
         counted = max((state["last"] or {}).get("step") or 0, state["eval_step"] or 0)
-        if rollbacks.cut[0] < counted:
+        if rollbacks.lowest() < counted:
             return scan_metrics(path, {**FRESH, "inode": st.st_ino})
     for start, data in chunks(path, state["offset"], st.st_size):
         _scan_chunk(state, start, data, rollbacks)
@@ -91,8 +91,7 @@ def _last_train(data: bytes, start: int, rollbacks: Rollbacks) -> dict | None:
 def check_state(state) -> bool:
     """Whether a cached scan state has the shape scan_metrics makes (a damaged cache is rebuilt)."""
     def num(v):
-        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
-                             and abs(v) != float("inf"))
+        return v is None or number(v) is not None
     if not isinstance(state, dict) or set(state) != set(FRESH):
         return False
     last = state["last"]

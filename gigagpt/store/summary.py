@@ -18,7 +18,7 @@ from gigagpt.store.scan import check_state, scan_metrics
 
 SUMMARY_CACHE = ".summaries.json"
 CACHE_VERSION = 2
-CACHE_MAX_BYTES = 256 << 20
+CACHE_MAX_BYTES = 32 << 20  # ~30 KB a run: far more than any real root needs
 STATUSES = ("running", "completed", "stopped", "failed", "crashed", "damaged")
 # meta.json keys a summary keeps (the cache stays small: no command line, no versions)
 META_KEYS = ("id", "name", "tags", "preset", "status", "failure", "pid", "host", "device", "world_size",
@@ -86,6 +86,11 @@ def _check_entry(entry) -> bool:
         except RunError:
             return False
     count, last, problem = ckpt.get("count"), ckpt.get("last"), ckpt.get("problem")
+    # a file that is not there has no stamp: its part must say so (a crafted entry would be trusted forever)
+    if entry.get("meta_stamp") is None and "error" not in meta:
+        return False
+    if entry.get("metrics_stamp") is None and entry["metrics"].get("offset"):
+        return False
     return (type(count) is int and count >= 0 and (last is None or type(last) is int)
             and (problem is None or isinstance(problem, str))
             and all(s is None or (isinstance(s, list) and len(s) == 3 and all(type(x) is int for x in s))
