@@ -13,7 +13,6 @@ import os
 import sys
 import tempfile
 import time
-import traceback
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -23,13 +22,15 @@ os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.g
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
-from gigagpt import rundir  # noqa: E402
+import gigagpt  # noqa: E402
 from gigagpt.config import (REPO, Config, ConfigError, check_cluster, dataset_info, from_dict, load_config,  # noqa: E402
-                            to_dict)
+                            to_dict, to_toml)
 from gigagpt.model import GPT  # noqa: E402
 from gigagpt.plan import flops_per_token, param_count, tokens_per_step  # noqa: E402
-from gigagpt.train import (draw_windows, finish_run, load_windows, open_split, start_run,  # noqa: E402
-                           watch_stop_signals)
+from gigagpt.store.files import RunError  # noqa: E402
+from gigagpt.store.writer import (RunWriter, Unloadable, newest_loadable, no_checkpoint, prune_checkpoints,  # noqa: E402
+                                  writing)
+from gigagpt.train import draw_windows, load_windows, open_split, watch_stop_signals  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -168,19 +169,28 @@ def peak_rss() -> int:
 # ---------------------------------------------------------------------------- the run
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, stop_at: int | None = None,
-          argv: list[str] | None = None, preset: str = "") -> int:
-    """Train cfg through the SDK in run_dir (new, or resumed from its last checkpoint). Exit code."""
+          argv: list[str] | None = None, preset: str = "", from_scratch: bool = False) -> int:
+    """Train cfg through the SDK in run_dir (new, or resumed from its newest checkpoint that
+    loads). Exit code; a RunError before the run's files are touched is raised (one line, exit 2)."""
     check_cluster(cfg)
-    c = cfg.cerebras
-    meta, metrics = start_run(run_dir, cfg, resume, preset, argv, device=f"cerebras-{c.target.lower()}",
-                              cerebras_systems=c.num_systems, versions={"cerebras_pytorch": sdk_version()})
+    c, config_text = cfg.cerebras, to_toml(cfg)
+    writer = RunWriter.claim(run_dir, new=not resume)
+    versions = {"gigagpt": gigagpt.__version__, "torch": torch.__version__, "python": sys.version.split()[0],
+                "cerebras_pytorch": sdk_version()}
+
+    def start(step: int) -> None:
+        writer.start(config_text, preset, argv, step=step, device=f"cerebras-{c.target.lower()}", world_size=1,
+                     max_steps=cfg.train.max_steps, params=param_count(cfg.model),
+                     tokens_per_step=tokens_per_step(cfg), cerebras_systems=c.num_systems, versions=versions)
+
     stop_signal = watch_stop_signals(" (a Cerebras run resumes from its last checkpoint)")
-    try:
-        status, reason = _train_loop(cfg, run_dir, resume, stop_at, meta, metrics, stop_signal)
-    except Exception as e:  # noqa: BLE001 - any crash becomes a 'failed' run with its reason
-        traceback.print_exc()
-        status, reason = "failed", f"{type(e).__name__}: {first_lines(str(e), 1)}"
-    return finish_run(run_dir, meta, metrics, status, reason)
+
+    def body():
+        if not resume:
+            start(0)
+        return _train_loop(cfg, run_dir, resume, from_scratch, stop_at, writer, start, stop_signal)
+
+    return writer.finish(*writer.run(body, start))
 
 
 def sdk_version() -> str:
@@ -216,36 +226,60 @@ def checkpoint_schedule(start: int, end: int, t, final: bool):
     return Schedule([Schedule.Range(start=n - 1, end=n, step=1, include_last=True)] if final else [])
 
 
-def _train_loop(cfg, run_dir, resume, stop_at, meta, metrics, stop_signal):
+def load_mdl(path: Path, cfg: Config) -> dict:
+    """A Cerebras checkpoint's state; Unloadable when damaged, RunError when not this run's kind."""
+    import cerebras.pytorch as cstorch
+
+    if path.suffix != ".mdl":
+        raise RunError(f"{path.name}: not a Cerebras checkpoint; resume it with train.backend = \"torch\"")
+    try:
+        state = cstorch.load(str(path))
+    except Exception as e:  # noqa: BLE001 - whatever a damaged HDF5 file makes the SDK raise
+        raise Unloadable(f"unreadable ({type(e).__name__}: {first_lines(str(e), 1)})") from None
+    missing = [k for k in ("model", "optimizer", "lr_scheduler", "step", "tokens", "best_val", "config")
+               if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise Unloadable(f"not a gigagpt checkpoint (no {', '.join(missing)})")
+    if not isinstance(state["config"], dict) or not isinstance(state["config"].get("model"), dict):
+        raise Unloadable("not a gigagpt checkpoint (no [model] in its config)")
+    if state["config"]["model"] != to_dict(cfg)["model"]:
+        raise RunError(f"{path.name}: the [model] section differs from the checkpoint's; "
+                       "a resumed run can change [train] keys only")
+    return state
+
+
+def _train_loop(cfg, run_dir, resume, from_scratch, stop_at, writer, start, stop_signal):
     import cerebras.pytorch as cstorch
 
     t, m, c = cfg.train, cfg.model, cfg.cerebras
     info = dataset_info(cfg.data.dataset)
+    step, tokens, best_val, state = 0, 0, None, None
+    if resume:  # the checkpoint is chosen before anything is written: none loads -> refused
+        path, state, skipped = newest_loadable(run_dir, lambda p: load_mdl(p, cfg))
+        if path is None and not from_scratch:
+            raise no_checkpoint(run_dir, skipped)
+        if path is not None and from_scratch:
+            raise RunError(f"run {run_dir}: --from-scratch: {path.name} loads; resume without --from-scratch "
+                           "(or start a new run with `gigagpt train`)")
+        if state is not None:
+            step, tokens, best_val = state["step"], state["tokens"], state["best_val"]
+        start(step)
+        writer.set_aside(skipped, step)
     backend, model, optimizer, schedule, train_step, eval_step = setup(
         cfg, c.target, str(run_dir / "cerebras"), **csx_options(cfg, info["path"]))
-    step, tokens, best_val = 0, 0, None
-    ckpts = rundir.checkpoints(run_dir) if resume else []
-    if ckpts:
-        if ckpts[-1].suffix != ".mdl":
-            raise ValueError(f"{ckpts[-1]}: not a Cerebras checkpoint; resume it with train.backend = \"torch\"")
-        state = cstorch.load(str(ckpts[-1]))
-        if state["config"]["model"] != to_dict(cfg)["model"]:
-            raise ValueError(f"{ckpts[-1]}: the [model] section differs from the checkpoint's; "
-                             "a resumed run can change [train] keys only")
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["lr_scheduler"])
-        step, tokens, best_val = state["step"], state["tokens"], state["best_val"]
-        print(f"resumed from {ckpts[-1].name} at step {step}", flush=True)
+        print(f"resumed from {path.name} at step {step}", flush=True)
+    elif resume:
+        print("no checkpoint loads: starting over at step 0 (--from-scratch)", flush=True)
     if resume:
-        rundir.append_jsonl(metrics, {"kind": "event", "event": "resume", "step": step, "time": time.time()})
+        writer.event("resume", step)
     step_tokens, n_params, device = tokens_per_step(cfg), param_count(m), f"cerebras-{c.target.lower()}"
-    rundir.append_jsonl(metrics, {
-        "kind": "event", "event": "start", "step": step, "time": time.time(), "params": n_params,
-        "flops_per_token": flops_per_token(m), "peak_flops": None, "device": device,
-        "world_size": 1, "cerebras_systems": c.num_systems, "parallel": "cerebras", "tokens_per_step": step_tokens,
-        "cerebras_pytorch": sdk_version(),
-    })
+    writer.event("start", step, params=n_params, flops_per_token=flops_per_token(m), peak_flops=None,
+                 device=device, world_size=1, cerebras_systems=c.num_systems, parallel="cerebras",
+                 tokens_per_step=step_tokens, cerebras_pytorch=sdk_version())
     print(f"{n_params:,} parameters on {device} ({c.num_systems} system(s)), {step_tokens:,} tokens/step, "
           f"dataset {info['path']} ({info['tokens']['train']:,} train tokens)", flush=True)
     proc, failure = psutil.Process(), []
@@ -268,28 +302,31 @@ def _train_loop(cfg, run_dir, resume, stop_at, meta, metrics, stop_signal):
         rec = {"kind": "train", "step": at, "loss": loss, "lr": lr, "grad_norm": norm,
                "tokens": tokens + (at - step0) * step_tokens, "tok_s": tok_s,
                "mfu": util / 100 if util is not None else None, "step_time": step_time,
-               "rss": proc.memory_info().rss, "mem_alloc": None, "mem_peak": None, "time": time.time()}
-        rundir.append_jsonl(metrics, rec)
+               "rss": proc.memory_info().rss, "mem_alloc": None, "mem_peak": None}
+        writer.append(rec)
         print(f"step {at}/{t.max_steps} | loss {loss:.4f} | lr {lr:.2e} | {rec['tok_s']:,.0f} tok/s | "
               f"{1000 * rec['step_time']:.0f} ms/step", flush=True)
-        meta.update(step=at)
+        writer.update(step=at)
         clock.update(t=now, step=at, samples=rate.total_samples, secs=rate.total_time)
 
     @cstorch.checkpoint_closure
     def save(at):
         path = run_dir / "checkpoints" / f"step_{at:08d}.mdl"
-        path.parent.mkdir(exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "lr_scheduler": schedule.state_dict(), "step": at, "tokens": tokens + (at - step0) * step_tokens,
                  "best_val": best_val, "config": to_dict(cfg)}
-        cstorch.save(state, str(tmp))
-        os.replace(tmp, path)
-        for old in rundir.checkpoints(run_dir)[:-t.keep_checkpoints]:
-            old.unlink()
-        rundir.append_jsonl(metrics, {"kind": "checkpoint", "step": at, "time": time.time(),
-                                      "path": str(path.relative_to(run_dir))})
-        meta.update(step=at)
+        with writing(f"checkpoints/{path.name}"):
+            path.parent.mkdir(exist_ok=True)
+            try:
+                cstorch.save(state, str(tmp))
+                os.replace(tmp, path)
+            finally:
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+        prune_checkpoints(run_dir, t.keep_checkpoints)
+        writer.append({"kind": "checkpoint", "step": at, "path": str(path.relative_to(run_dir))})
+        writer.update(step=at)
 
     last = min(t.max_steps, stop_at) if stop_at and stop_at > step else t.max_steps
     while step < last:
@@ -315,13 +352,13 @@ def _train_loop(cfg, run_dir, resume, stop_at, meta, metrics, stop_signal):
             return "stopped", None
         step, tokens = end, tokens + (end - step) * step_tokens
         if end % t.eval_interval == 0 or end == t.max_steps:
-            best_val = evaluate(cfg, info, model, eval_step, metrics, end, best_val)
+            best_val = evaluate(cfg, info, model, eval_step, writer, end, best_val)
         clock["t"] = time.perf_counter()
-    meta.update(step=step)
+    writer.update(step=step)
     return ("completed" if step >= t.max_steps else "stopped"), None
 
 
-def evaluate(cfg, info, model, eval_step, metrics, at, best_val):
+def evaluate(cfg, info, model, eval_step, writer, at, best_val):
     import cerebras.pytorch as cstorch
 
     losses = []
@@ -338,7 +375,7 @@ def evaluate(cfg, info, model, eval_step, metrics, at, best_val):
         collect(eval_step(x, y))
     model.train()
     val = sum(losses) / len(losses)
-    rundir.append_jsonl(metrics, {"kind": "eval", "step": at, "val_loss": val, "time": time.time()})
+    writer.append({"kind": "eval", "step": at, "val_loss": val})
     print(f"step {at}: val loss {val:.4f}", flush=True)
     return val if best_val is None else min(best_val, val)
 
@@ -357,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--run-dir")
         q.add_argument("--stop-at", type=int)
         q.add_argument("--preset", default="")
+        q.add_argument("--from-scratch", action="store_true")
     args = p.parse_args(argv)
     try:
         if args.command == "check":
@@ -367,12 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "resume":
             run_dir = Path(args.path)
             cfg = on_cerebras(load_config(run_dir / "config.toml", args.set))
-            return train(cfg, run_dir, resume=True, stop_at=args.stop_at, argv=sys.argv)
+            return train(cfg, run_dir, resume=True, stop_at=args.stop_at, argv=sys.argv, from_scratch=args.from_scratch)
         if not args.run_dir:
             raise ConfigError("--run-dir: required")
         cfg = on_cerebras(load_config(args.path, args.set))
         return train(cfg, Path(args.run_dir), stop_at=args.stop_at, argv=sys.argv, preset=args.preset)
-    except (ConfigError, rundir.RunError) as e:
+    except (ConfigError, RunError) as e:
         print(f"gigagpt: error: {e}", file=sys.stderr)
         return 2
 
@@ -380,9 +418,11 @@ def main(argv: list[str] | None = None) -> int:
 def export(mdl: Path, out: Path) -> int:
     import cerebras.pytorch as cstorch
 
+    from gigagpt.checkpoint import save_file
+
     state = cstorch.load(str(mdl))
     keep = {k: state[k] for k in ("model", "step", "tokens", "best_val", "config")}
-    rundir.atomic_write(out, lambda f: torch.save(keep, f))
+    save_file(out, keep)
     return 0
 
 

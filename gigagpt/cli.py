@@ -54,6 +54,8 @@ def passthrough(args) -> list[str]:
 
 
 def cmd_train(args) -> int:
+    from gigagpt.store import layout
+
     path = resolve_config(args.config)
     cfg = load_config(path, args.set + ([f"train.backend={args.backend}"] if args.backend else []))
     if args.stop_at is not None and args.stop_at <= 0:
@@ -62,62 +64,77 @@ def cmd_train(args) -> int:
         raise ConfigError(f"--nproc {args.nproc}: must be >= 1")
     if args.run_dir:
         run_dir = Path(args.run_dir)
-        rundir.check_run_id(run_dir.name)
-        if RANK0 and ((run_dir / "meta.json").exists() or rundir.checkpoints(run_dir)):
-            raise rundir.RunError(f"--run-dir {run_dir}: already holds a run; continue it with "
-                                  f"`gigagpt resume {run_dir}` or choose another directory")
+        if RANK0:  # refused here before any process starts; the trainer checks again under the run's lock
+            layout.check_new_run_dir(run_dir)
     elif UNDER_TORCHRUN:
         raise ConfigError("under torchrun, pass --run-dir DIR (on a filesystem every node shares) "
                           "so that all processes write the same run")
     else:
-        root = Path(args.runs_root) if args.runs_root else runs_root()
-        run_dir = root / rundir.new_run_id(root, rundir.check_run_id(args.name or path.stem))
+        root, name = Path(args.runs_root) if args.runs_root else runs_root(), layout.check_run_id(args.name or path.stem)
+        run_dir = None
+
+    def new_dir() -> Path:  # made last, once nothing can refuse: an exclusive mkdir, so launches never share one
+        return run_dir or layout.new_run_dir(root, name)
+
     if cfg.train.backend == "cerebras":
-        return launch_cerebras(cfg, ["train", str(path), "--run-dir", str(run_dir), "--preset", path.stem,
+        from gigagpt.config import check_cluster
+
+        check_cluster(cfg)
+        return launch_cerebras(cfg, ["train", str(path), "--run-dir", str(new_dir()), "--preset", path.stem,
                                      *cerebras_args(args)])
     if args.nproc > 1:
         from gigagpt.plan import check_world  # pure arithmetic: no torch before torchrun starts
 
         check_world(cfg, args.nproc)
-        return launch_torchrun(args.nproc, ["train", str(path), "--run-dir", str(run_dir), *passthrough(args)])
+        return launch_torchrun(args.nproc, ["train", str(path), "--run-dir", str(new_dir()), *passthrough(args)])
     from gigagpt.train import pick_device, train  # torch is imported only by the commands that need it
 
     pick_device(args.device)  # a missing device is an argument error, before any file is written
+    run_dir = new_dir()
     if RANK0:
         print(f"run directory: {run_dir}", flush=True)
     return train(cfg, run_dir, args.device, stop_at=args.stop_at, argv=sys.argv, preset=path.stem)
 
 
 def cmd_resume(args) -> int:
+    from gigagpt.store.files import RunError
+    from gigagpt.store.layout import checkpoints
+    from gigagpt.store.meta import read_meta
+    from gigagpt.store.writer import check_not_running
+
     run_dir = find_run(args)
-    meta = rundir.read_meta(run_dir)
-    status = rundir.effective_status(meta) if RANK0 else "stopped"
-    nproc = args.nproc or (1 if UNDER_TORCHRUN else meta.get("world_size", 1))
+    try:
+        meta = read_meta(run_dir)
+    except RunError as e:
+        raise RunError(f"run {run_dir}: {e}") from None
+    if RANK0:  # the lock: a live trainer (even a suspended one) keeps its run
+        check_not_running(run_dir)
+    scratch = ["--from-scratch"] if args.from_scratch else []
+    nproc = args.nproc or (1 if UNDER_TORCHRUN else meta.world_size or 1)
     if nproc > 1:  # by default a run resumes with as many processes as it had
-        return launch_torchrun(nproc, ["resume", str(run_dir), *passthrough(args)])
-    ckpts = rundir.checkpoints(run_dir)
+        return launch_torchrun(nproc, ["resume", str(run_dir), *passthrough(args), *scratch])
+    ckpts = checkpoints(run_dir)
     if ckpts and ckpts[-1].suffix == ".dcp" and not UNDER_TORCHRUN:
         raise ConfigError(f"--nproc 1: {ckpts[-1]} is sharded (FSDP); resume it with --nproc N")
-    if status == "running":
-        raise rundir.RunError(f"run {run_dir}: still running (pid {meta.get('pid')}); stop it first")
     cfg = load_config(run_dir / "config.toml", args.set)
     before = load_config(run_dir / "config.toml", check_data=False).model
     changed = [f"model.{k}" for k, v in vars(cfg.model).items() if v != getattr(before, k)]
     if changed:
         raise ConfigError(f"--set {', '.join(changed)}: a resumed run keeps its [model] section; "
                           "only [train] and [data] keys can change")
-    if status == "completed" and cfg.train.max_steps <= meta.get("step", 0):
-        raise ConfigError(f"run {run_dir}: completed at step {meta.get('step')}; to train on, pass "
-                          f"--set train.max_steps=N with N > {meta.get('step')}")
+    if meta.status == "completed" and cfg.train.max_steps <= (meta.step or 0):
+        raise ConfigError(f"run {run_dir}: completed at step {meta.step}; to train on, pass "
+                          f"--set train.max_steps=N with N > {meta.step}")
     if cfg.train.backend == "cerebras":
-        return launch_cerebras(cfg, ["resume", str(run_dir), *cerebras_args(args)])
+        return launch_cerebras(cfg, ["resume", str(run_dir), *cerebras_args(args), *scratch])
     if ckpts and ckpts[-1].suffix == ".mdl":
         raise ConfigError(f"{ckpts[-1]}: a Cerebras checkpoint (cstorch.save); it resumes with "
                           "train.backend = \"cerebras\" only")
     from gigagpt.train import pick_device, train
 
     pick_device(args.device)
-    return train(cfg, run_dir, args.device, resume=True, stop_at=args.stop_at, argv=sys.argv)
+    return train(cfg, run_dir, args.device, resume=True, stop_at=args.stop_at, argv=sys.argv,
+                 from_scratch=args.from_scratch)
 
 
 # ---------------------------------------------------------------------------- the Cerebras backend
@@ -186,27 +203,50 @@ def cmd_env(args) -> int:
 def cmd_sample(args) -> int:
     import torch
 
+    from gigagpt.checkpoint import brief, load
     from gigagpt.model import GPT
+    from gigagpt.store.files import RunError
+    from gigagpt.store.layout import checkpoints
+    from gigagpt.store.writer import Unloadable, newest_loadable
     from gigagpt.tokenizer import get_tokenizer
-    from gigagpt.train import load_checkpoint, pick_device
+    from gigagpt.train import pick_device
 
     run_dir = find_run(args)
-    ckpts = rundir.checkpoints(run_dir)
-    if not ckpts:
-        raise rundir.RunError(f"run {run_dir}: has no checkpoint yet")
-    sharded = ckpts[-1].suffix == ".dcp"
-    path = ckpts[-1] / "extra.pt" if sharded else ckpts[-1]
-    state = load_checkpoint(cerebras_export(path) if path.suffix == ".mdl" else path)
-    cfg = from_dict(state["config"], str(ckpts[-1]))
-    validate(cfg, str(ckpts[-1]), check_data=False)
-    device = pick_device(args.device)
-    model = GPT(cfg.model)
-    if sharded:
-        from gigagpt.dist import load_full_model_state
+    if not checkpoints(run_dir):
+        raise RunError(f"run {run_dir}: has no checkpoint yet")
 
-        load_full_model_state(ckpts[-1], model)
-    else:
-        model.load_state_dict(state["model"])
+    def attempt(path: Path):
+        """The model of one checkpoint; Unloadable when it cannot be read."""
+        sharded = path.suffix == ".dcp"
+        try:
+            src = cerebras_export(path) if path.suffix == ".mdl" else path / "extra.pt" if sharded else path
+        except RunError as e:
+            raise Unloadable(str(e)) from None
+        state = load(src, keys=("config",) if sharded else ("model", "config"))
+        try:
+            cfg = from_dict(state["config"], path.name)
+            validate(cfg, path.name, check_data=False)
+        except ConfigError as e:
+            raise Unloadable(f"its config: {e}") from None
+        model = GPT(cfg.model)
+        try:
+            if sharded:
+                from gigagpt.dist import load_full_model_state
+
+                load_full_model_state(path, model)
+            else:
+                model.load_state_dict(state["model"])
+        except Exception as e:  # noqa: BLE001 - a damaged or foreign checkpoint
+            raise Unloadable(f"its weights do not fit its config ({brief(e)})") from None
+        return model
+
+    path, model, skipped = newest_loadable(run_dir, attempt)
+    why = "; ".join(f"{p.name}: {r}" for p, r in skipped)
+    if path is None:
+        raise RunError(f"run {run_dir}: no checkpoint loads ({why})")
+    if skipped:
+        print(f"gigagpt: sampling from {path.name}; skipped {why}", file=sys.stderr, flush=True)
+    device = pick_device(args.device)
     model.to(device).eval()
     enc = get_tokenizer()
     eot = enc.eot_token
@@ -284,8 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(q)
     q.set_defaults(func=cmd_train)
 
-    q = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    q = sub.add_parser("resume", help="continue a run from its newest checkpoint that loads")
     q.add_argument("run", help="a run directory or a run id under the runs root")
+    q.add_argument("--from-scratch", action="store_true",
+                   help="when no checkpoint loads (or none is left), start the run over at step 0 "
+                        "instead of refusing")
     add_common(q)
     q.set_defaults(func=cmd_resume)
 

@@ -391,17 +391,11 @@ def to_dict(cfg: Config) -> dict:
 
 
 def to_toml(cfg: Config) -> str:
-    """The fully resolved config as TOML (str/int/float/bool values and lists of str: no library needed)."""
-    out = []
-    for section, values in to_dict(cfg).items():
-        out.append(f"[{section}]")
-        for key, value in values.items():
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif isinstance(value, (str, list)):
-                text = json.dumps(value)  # JSON strings and lists of strings are valid TOML
-            else:
-                text = repr(value)
-            out.append(f"{key} = {text}")
-        out.append("")
-    return "\n".join(out)
+    """The fully resolved config as TOML (config.toml), written by tomli-w: a kept library's
+    quoting and escaping instead of our own."""
+    try:
+        import tomli_w  # here, not at the top: the dashboard and the CLI never write a config
+    except ImportError:
+        raise ConfigError(f"tomli-w is not installed in {sys.executable} (pip install tomli-w; for the "
+                          "Cerebras backend: gigagpt env cerebras)") from None
+    return tomli_w.dumps(to_dict(cfg))

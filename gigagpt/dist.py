@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from gigagpt import rundir
 from gigagpt.config import Config
 from gigagpt.model import build_model, build_on_meta, init_parameter
+from gigagpt.store.writer import prune_checkpoints, writing
 
 
 def setup() -> tuple[int, int, int]:
@@ -83,33 +83,38 @@ def full_norm(norm) -> float:
 
 
 def save_sharded(run_dir: Path, step: int, model, optimizer, extra: dict, rank: int, keep: int) -> Path:
-    """A torch.distributed.checkpoint directory, made whole before it gets its final name."""
+    """A torch.distributed.checkpoint directory, made whole before it gets its final name. A failed
+    write (a full disk) is WriteFailed on every rank: dcp.save gathers each rank's error."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    from gigagpt.checkpoint import save_file
 
     ckpt_dir = run_dir / "checkpoints"
     final = ckpt_dir / f"step_{step:08d}.dcp"
     tmp = ckpt_dir / f".step_{step:08d}.dcp.tmp"
+    with writing(f"checkpoints/{final.name}"):
+        if rank == 0:
+            ckpt_dir.mkdir(exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+        dist.barrier()
+        msd, osd = get_state_dict(model, optimizer)
+        dcp.save({"model": msd, "optimizer": osd}, checkpoint_id=str(tmp))
+        if rank == 0:
+            save_file(tmp / "extra.pt", extra)
+        dist.barrier()
+        if rank == 0:
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
     if rank == 0:
-        ckpt_dir.mkdir(exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-    dist.barrier()
-    msd, osd = get_state_dict(model, optimizer)
-    dcp.save({"model": msd, "optimizer": osd}, checkpoint_id=str(tmp))
-    if rank == 0:
-        rundir.atomic_write(tmp / "extra.pt", lambda f: torch.save(extra, f))
-    dist.barrier()
-    if rank == 0:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for old in rundir.checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        prune_checkpoints(run_dir, keep)
     dist.barrier()
     return final
 
 
-def load_sharded(path: Path, model, optimizer) -> dict:
-    """Restore a .dcp checkpoint into an FSDP model/optimizer; returns its extra state."""
+def load_sharded(path: Path, model, optimizer) -> None:
+    """Restore a .dcp checkpoint's weights and optimizer state into an FSDP model and optimizer
+    (its extra.pt is read by gigagpt.checkpoint)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
@@ -117,7 +122,6 @@ def load_sharded(path: Path, model, optimizer) -> dict:
     state = {"model": msd, "optimizer": osd}
     dcp.load(state, checkpoint_id=str(path))
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
-    return torch.load(path / "extra.pt", map_location="cpu", weights_only=True)
 
 
 def load_full_model_state(path: Path, model: torch.nn.Module) -> None:

@@ -6,11 +6,8 @@ import math
 import os
 import platform
 import signal
-import socket
 import sys
-import threading
 import time
-import traceback
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -19,11 +16,13 @@ import psutil
 import torch
 
 import gigagpt
-from gigagpt import dist, rundir
+from gigagpt import checkpoint, dist
 from gigagpt.config import Config, ConfigError, cache_dir, dataset_info, to_dict, to_toml
 from gigagpt.model import build_model
 from gigagpt.plan import (check_world, choose_parallel, flops_per_token, param_count, peak_for_device_name,
                           tokens_per_step)
+from gigagpt.store.files import RunError, write_json
+from gigagpt.store.writer import RunWriter, no_checkpoint
 
 
 # ---------------------------------------------------------------------------- device and data
@@ -144,7 +143,7 @@ def cpu_peak_flops(dtype: str) -> float:
     cached[key] = best
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        rundir.write_json(path, cached)
+        write_json(path, cached)
     except OSError:
         pass  # an unwritable cache only costs the probe again next time
     return best
@@ -175,100 +174,7 @@ def device_memory(device: torch.device) -> tuple[int | None, int | None]:
     return None, None
 
 
-# ---------------------------------------------------------------------------- checkpoints
-
-def save_checkpoint(run_dir: Path, state: dict, keep: int) -> Path:
-    ckpt_dir = run_dir / "checkpoints"
-    ckpt_dir.mkdir(exist_ok=True)
-    path = ckpt_dir / f"step_{state['step']:08d}.pt"
-    rundir.atomic_write(path, lambda f: torch.save(state, f))
-    for old in rundir.checkpoints(run_dir)[:-keep]:
-        old.unlink()
-    return path
-
-
-def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 # ---------------------------------------------------------------------------- the run
-
-class Tee:
-    """Copies what the trainer prints into train.log (when stdout is not that file already)."""
-
-    def __init__(self, stream, log):
-        self.stream, self.log = stream, log
-
-    def write(self, s):
-        self.stream.write(s)
-        self.log.write(s)
-        self.log.flush()
-        return len(s)
-
-    def flush(self):
-        self.stream.flush()
-
-    def isatty(self):
-        return self.stream.isatty()
-
-    def fileno(self):
-        return self.stream.fileno()
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        a, b = os.fstat(fd), path.stat()
-        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-    except OSError:
-        return False
-
-
-class Meta:
-    """meta.json kept in memory; written atomically on every change and by a heartbeat thread."""
-
-    def __init__(self, path: Path, data: dict):
-        self.path, self.data, self.lock = path, data, threading.Lock()
-        self.stop = threading.Event()
-
-    def update(self, **fields):
-        with self.lock:
-            now = time.time()
-            self.data.update(fields, updated=now, heartbeat=now)
-            if self.path is not None:  # ranks other than 0 keep no meta.json
-                rundir.write_json(self.path, self.data)
-
-    def beat_forever(self):
-        while not self.stop.wait(rundir.HEARTBEAT_SECONDS):
-            self.update()
-
-
-def start_run(run_dir: Path, cfg: Config, resume: bool, preset: str, argv, **fields):
-    """Open the run directory as its writer: train.log gets our output, meta.json says 'running'
-    (kept fresh by a heartbeat thread), config.toml the resolved config. Returns (meta, metrics)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log_path = run_dir / "train.log"
-    if not _same_file(1, log_path):
-        log = open(log_path, "a", encoding="utf-8")
-        sys.stdout, sys.stderr = Tee(sys.stdout, log), Tee(sys.stderr, log)
-    old = rundir.read_meta(run_dir) if resume else {}
-    versions = {"gigagpt": gigagpt.__version__, "torch": torch.__version__,
-                "python": platform.python_version(), **fields.pop("versions", {})}
-    meta = Meta(run_dir / "meta.json", {
-        **old,
-        "id": run_dir.name, "name": old.get("name", run_dir.name), "preset": old.get("preset", preset),
-        "status": "running", "pid": os.getpid(), "host": socket.gethostname(), "world_size": 1,
-        "command": argv or sys.argv, "created": old.get("created", time.time()), "failure": None,
-        "step": old.get("step", 0), "max_steps": cfg.train.max_steps, "params": param_count(cfg.model),
-        "tokens_per_step": tokens_per_step(cfg), "versions": versions, **fields,
-    })
-    (run_dir / "config.toml").write_text(to_toml(cfg))
-    meta.update()
-    threading.Thread(target=meta.beat_forever, daemon=True).start()
-    metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
-    if metrics.tell() and not rundir.ends_with_newline(run_dir / "metrics.jsonl"):
-        metrics.write("\n")  # a crash tore the last line: it stays a line of its own, skipped
-    return meta, metrics
-
 
 def watch_stop_signals(note: str = "") -> list:
     """SIGTERM/SIGINT ask for a graceful stop: the returned list fills when one arrives."""
@@ -284,19 +190,28 @@ def watch_stop_signals(note: str = "") -> list:
     return stop_signal
 
 
-def finish_run(run_dir: Path, meta: Meta, metrics, status: str, reason: str | None, announce: bool = True) -> int:
-    meta.stop.set()
-    rundir.append_jsonl(metrics, {"kind": "event", "event": status, "step": meta.data["step"],
-                                  "time": time.time(), **({"reason": reason} if reason else {})})
-    meta.update(status=status, failure=reason)
-    if announce:
-        print(f"run {run_dir.name}: {status}" + (f" ({reason})" if reason else ""), flush=True)
-    return 1 if status == "failed" else 0
+def claim(run_dir: Path, resume: bool, rank: int, world: int, device) -> RunWriter:
+    """Rank 0 owns the run directory (store.writer.RunWriter.claim); the other ranks write nothing.
+    A refusal on rank 0 is every rank's, so no process goes on alone."""
+    writer, error = RunWriter.silent(run_dir), None
+    if rank == 0:
+        try:
+            writer = RunWriter.claim(run_dir, new=not resume)
+        except RunError as e:
+            error = e
+    if world > 1 and dist.sum_across([float(error is not None)], device)[0]:
+        raise error or RunError(f"run {run_dir}: refused (rank 0 says why)")
+    if error:
+        raise error
+    return writer
 
 
 def train(cfg: Config, run_dir: Path, device_name: str = "auto", resume: bool = False,
-          stop_at: int | None = None, argv: list[str] | None = None, preset: str = "") -> int:
-    """Train cfg in run_dir (new, or resumed from its last checkpoint). Returns the exit code.
+          stop_at: int | None = None, argv: list[str] | None = None, preset: str = "",
+          from_scratch: bool = False) -> int:
+    """Train cfg in run_dir (new, or resumed from its newest checkpoint that loads). Returns the
+    exit code; a RunError before the run's files are touched (the run is not ours, nothing to
+    resume from) is raised for the command line to print.
 
     Under torchrun every rank calls this; rank 0 alone writes meta.json, metrics.jsonl, train.log.
     """
@@ -304,28 +219,33 @@ def train(cfg: Config, run_dir: Path, device_name: str = "auto", resume: bool = 
     device = pick_device(device_name)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
-    if rank == 0:
-        meta, metrics = start_run(run_dir, cfg, resume, preset, argv, device=str(device), world_size=world)
-    else:
-        meta, metrics = Meta(None, {"step": 0}), open(os.devnull, "w")
+    config_text = to_toml(cfg)
+    writer = claim(run_dir, resume, rank, world, device)
+    versions = {"gigagpt": gigagpt.__version__, "torch": torch.__version__, "python": platform.python_version()}
+
+    def start(step: int) -> None:
+        writer.start(config_text, preset, argv, step=step, device=str(device), world_size=world,
+                     max_steps=cfg.train.max_steps, params=param_count(cfg.model),
+                     tokens_per_step=tokens_per_step(cfg), versions=versions)
+
     stop_signal = watch_stop_signals()
-    try:
-        status, reason = _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signal,
-                                     rank, world)
-    except Exception as e:  # noqa: BLE001 - any crash becomes a 'failed' run with its reason
-        traceback.print_exc()
-        status, reason = "failed", f"{type(e).__name__}: {e}"
-    code = finish_run(run_dir, meta, metrics, status, reason, announce=rank == 0)
+
+    def body():
+        if not resume:
+            start(0)
+        return _train_loop(cfg, run_dir, device, resume, from_scratch, stop_at, writer, start, stop_signal, rank, world)
+
+    status, reason = writer.run(body, start)
+    code = writer.finish(status, reason, announce=rank == 0)
     if world > 1 and status != "failed":
         torch.distributed.destroy_process_group()
     return code
 
 
-def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signal, rank, world):
+def _train_loop(cfg, run_dir, device, resume, from_scratch, stop_at, writer, start, stop_signal, rank, world):
     t, m = cfg.train, cfg.model
     info = dataset_info(cfg.data.dataset)
     train_data, val_data = open_split(info["path"], "train"), open_split(info["path"], "val")
-    torch.manual_seed(t.seed)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -333,39 +253,41 @@ def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signa
     if world > 1:
         check_world(cfg, world)
         parallel = choose_parallel(cfg, world, device_memory_total(device, world))
-    if parallel == "fsdp":
-        model, raw_model = dist.build_fsdp(cfg, device)
-    elif parallel == "ddp":
-        model, raw_model = dist.build_ddp(cfg, device)
-    else:
-        model = raw_model = build_model(m, device)
-    raw_model.checkpoint_blocks = t.activation_checkpointing
-    optimizer = make_optimizer(model, t, device)
-    data_gen = torch.Generator().manual_seed(t.seed)
-    step, tokens, best_val = 0, 0, None
 
-    ckpts = rundir.checkpoints(run_dir) if resume else []
-    if ckpts:
-        if ckpts[-1].suffix == ".dcp" and parallel != "fsdp":
-            raise ValueError(f"{ckpts[-1]}: a sharded checkpoint resumes with parallel = \"fsdp\" "
-                             f"under torchrun (this process group: {parallel}, {world} processes)")
-        state = dist.load_sharded(ckpts[-1], model, optimizer) if parallel == "fsdp" else load_checkpoint(ckpts[-1])
-        if state["config"]["model"] != to_dict(cfg)["model"]:
-            raise ValueError(f"{ckpts[-1]}: the [model] section differs from the checkpoint's; "
-                             "a resumed run can change [train] keys only")
-        if parallel != "fsdp":
-            raw_model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-        step, tokens, best_val = state["step"], state["tokens"], state["best_val"]
-        rngs = state["rng"]["torch"]  # one CPU generator state per rank that wrote it
-        torch.set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
-        if device.type == "cuda" and state["rng"].get("cuda"):
-            cuda_rngs = state["rng"]["cuda"]
-            torch.cuda.set_rng_state(cuda_rngs[rank] if rank < len(cuda_rngs) else cuda_rngs[0], device)
-        data_gen.set_state(state["rng"]["data"])
-        print(f"resumed from {ckpts[-1].name} at step {step}", flush=True)
+    def build():
+        torch.manual_seed(t.seed)
+        if parallel == "fsdp":
+            model, raw_model = dist.build_fsdp(cfg, device)
+        elif parallel == "ddp":
+            model, raw_model = dist.build_ddp(cfg, device)
+        else:
+            model = raw_model = build_model(m, device)
+        raw_model.checkpoint_blocks = t.activation_checkpointing
+        return model, raw_model, make_optimizer(model, t, device), torch.Generator().manual_seed(t.seed)
+
+    model, raw_model, optimizer, data_gen = build()
+    # Where the run stands; log_steps and log_loss_sum are the steps since the last train line
+    # and their summed loss, carried in checkpoints so that a resume at any step logs the same.
+    step, tokens, best_val, log_steps, log_loss_sum = 0, 0, None, 0, 0.0
     if resume:
-        rundir.append_jsonl(metrics, {"kind": "event", "event": "resume", "step": step, "time": time.time()})
+        path, state, skipped = checkpoint.restore(run_dir, cfg, parallel, model, raw_model, optimizer, data_gen,
+                                                  device, rank, world)
+        if path is None and not from_scratch:
+            raise no_checkpoint(run_dir, skipped)
+        if path is not None and from_scratch:
+            raise RunError(f"run {run_dir}: --from-scratch: {path.name} loads; resume without --from-scratch "
+                           "(or start a new run with `gigagpt train`)")
+        if path is None and skipped:  # weights a failed load left half-written must not leak into a fresh start
+            model, raw_model, optimizer, data_gen = build()
+        if path is not None:
+            step, tokens, best_val = state["step"], state["tokens"], state["best_val"]
+            log_steps, log_loss_sum = state.get("log_steps", 0), state.get("log_loss_sum", 0.0)
+        start(step)
+        writer.set_aside(skipped, step)
+        if rank == 0:
+            print(f"resumed from {path.name} at step {step}" if path else
+                  "no checkpoint loads: starting over at step 0 (--from-scratch)", flush=True)
+        writer.event("resume", step, log_steps=log_steps, log_loss_sum=log_loss_sum)
 
     if t.compile:
         model = torch.compile(model)
@@ -374,34 +296,32 @@ def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signa
     fpt, n_params, step_tokens = flops_per_token(m), param_count(m), tokens_per_step(cfg)
     peak = peak_flops(device, t.dtype)
     proc = psutil.Process()
-    rundir.append_jsonl(metrics, {
-        "kind": "event", "event": "start", "step": step, "time": time.time(), "params": n_params,
-        "flops_per_token": fpt, "peak_flops": peak, "device": str(device), "world_size": world,
-        "parallel": parallel, "tokens_per_step": step_tokens,
-    })
+    writer.event("start", step, params=n_params, flops_per_token=fpt, peak_flops=peak, device=str(device),
+                 world_size=world, parallel=parallel, tokens_per_step=step_tokens)
     if rank == 0:
         print(f"{n_params:,} parameters on {world} x {device} ({parallel}), {step_tokens:,} tokens/step, "
               f"dataset {info['path']} ({info['tokens']['train']:,} train tokens)", flush=True)
 
-    def checkpoint():
+    def save_checkpoint():
         cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
         rngs = dist.gather((torch.get_rng_state(), cuda_rng)) if world > 1 else [(torch.get_rng_state(), cuda_rng)]
         extra = {"step": step, "tokens": tokens, "best_val": best_val, "config": to_dict(cfg),
+                 "log_steps": step - log_from, "log_loss_sum": loss_acc,
                  "rng": {"torch": [r[0] for r in rngs], "data": data_gen.get_state(),
                          "cuda": [r[1] for r in rngs] if cuda_rng is not None else None}}
         if parallel == "fsdp":
             path = dist.save_sharded(run_dir, step, model, optimizer, extra, rank, t.keep_checkpoints)
         elif rank == 0:
-            state = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), **extra}
-            path = save_checkpoint(run_dir, state, t.keep_checkpoints)
+            path = checkpoint.save(run_dir, {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                                             **extra}, t.keep_checkpoints)
         if rank == 0:
-            rundir.append_jsonl(metrics, {"kind": "checkpoint", "step": step, "time": time.time(),
-                                          "path": str(path.relative_to(run_dir))})
+            writer.append({"kind": "checkpoint", "step": step, "path": str(path.relative_to(run_dir))})
         if world > 1:
             torch.distributed.barrier()
 
     model.train()
-    t_last, step_last, loss_acc = time.perf_counter(), step, 0.0
+    log_from, loss_acc = step - log_steps, log_loss_sum  # the last train line's step, and the loss since
+    t_last, timed_from = time.perf_counter(), step  # throughput counts the steps this process timed
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     while step < t.max_steps:
@@ -437,41 +357,41 @@ def _train_loop(cfg, run_dir, device, resume, stop_at, meta, metrics, stop_signa
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             now = time.perf_counter()
-            n = step - step_last
-            tok_s = n * step_tokens / (now - t_last)
+            timed = step - timed_from
+            tok_s = timed * step_tokens / (now - t_last)
             rss, (alloc, peak_mem) = proc.memory_info().rss, device_memory(device)
             if world > 1:  # memory is per rank: report the largest
                 rss, alloc, peak_mem = dist.max_across([rss, alloc, peak_mem], device)
             rec = {
-                "kind": "train", "step": step, "loss": loss_acc / n, "lr": lr, "grad_norm": norm_val,
-                "tokens": tokens, "tok_s": tok_s, "mfu": fpt * tok_s / (peak * world) if peak else None,
-                "step_time": (now - t_last) / n, "rss": rss, "mem_alloc": alloc, "mem_peak": peak_mem,
-                "time": time.time(),
+                "kind": "train", "step": step, "loss": loss_acc / (step - log_from), "lr": lr,
+                "grad_norm": norm_val, "tokens": tokens, "tok_s": tok_s,
+                "mfu": fpt * tok_s / (peak * world) if peak else None, "step_time": (now - t_last) / timed,
+                "rss": rss, "mem_alloc": alloc, "mem_peak": peak_mem,
             }
-            rundir.append_jsonl(metrics, rec)
+            writer.append(rec)
             if rank == 0:
                 mfu = f" | mfu {100 * rec['mfu']:.1f}%" if rec["mfu"] is not None else ""
                 print(f"step {step}/{t.max_steps} | loss {rec['loss']:.4f} | lr {lr:.2e} | "
                       f"{tok_s:,.0f} tok/s{mfu} | {1000 * rec['step_time']:.0f} ms/step", flush=True)
-            meta.update(step=step)
-            t_last, step_last, loss_acc = now, step, 0.0
+            writer.update(step=step)
+            t_last, timed_from, log_from, loss_acc = now, step, step, 0.0
 
         if step % t.eval_interval == 0 or step == t.max_steps:
             val = evaluate(model, val_data, cfg, device, ctx, rank, world)
             best_val = val if best_val is None else min(best_val, val)
-            rundir.append_jsonl(metrics, {"kind": "eval", "step": step, "val_loss": val, "time": time.time()})
+            writer.append({"kind": "eval", "step": step, "val_loss": val})
             if rank == 0:
                 print(f"step {step}: val loss {val:.4f}", flush=True)
-            t_last = time.perf_counter()  # eval time is not training throughput
+            t_last, timed_from = time.perf_counter(), step  # eval time is not training throughput
 
         stopping = stop_votes > 0 or step == stop_at
         if stopping or step % t.checkpoint_interval == 0 or step == t.max_steps:
-            checkpoint()
-            meta.update(step=step)
-            t_last = time.perf_counter()
+            save_checkpoint()
+            writer.update(step=step)
+            t_last, timed_from = time.perf_counter(), step
         if stopping:
             return "stopped", None
-    meta.update(step=step)
+    writer.update(step=step)
     return "completed", None
 
 

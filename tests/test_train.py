@@ -1,6 +1,5 @@
 """Real trainer subprocesses on a small real-format dataset: run directory, exact resume, signals."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,11 @@ import pytest
 import torch
 
 from conftest import REPO, gigagpt
-from gigagpt import rundir, runs
+from gigagpt.store.curves import load_curves
+from gigagpt.store.layout import checkpoints
+from gigagpt.store.meta import read_meta
+from gigagpt.store.metrics import Reader, load_metrics
+from gigagpt.store.summary import run_status
 
 # tiny, made smaller still so each run takes a few seconds; every step logged.
 FAST = ["--set", "train.log_interval=1", "--set", "train.warmup_steps=2", "--set", "train.eval_steps=2", "--set", "model.block_size=32"]
@@ -21,7 +24,7 @@ def train_args(dataset, *extra):
 
 
 def losses(run_dir, kind="train", key="loss"):
-    return {r["step"]: r[key] for r in rundir.load_metrics(run_dir) if r["kind"] == kind}
+    return {r["step"]: r[key] for r in load_metrics(run_dir) if r["kind"] == kind}
 
 
 def test_train_writes_the_run_directory(dataset, tmp_path):
@@ -36,7 +39,7 @@ def test_train_writes_the_run_directory(dataset, tmp_path):
                 "failure", "params", "preset"):
         assert key in meta, key
     assert meta["preset"] == "tiny" and meta["device"] == "cpu" and meta["versions"]["torch"] == torch.__version__
-    records = rundir.load_metrics(run)
+    records = load_metrics(run)
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == list(range(1, 13))
     for key in ("loss", "lr", "grad_norm", "tokens", "tok_s", "mfu", "time", "step_time", "rss",
@@ -46,9 +49,9 @@ def test_train_writes_the_run_directory(dataset, tmp_path):
     assert [r["step"] for r in records if r["kind"] == "eval"] == [6, 12]
     assert [r["step"] for r in records if r["kind"] == "checkpoint"] == [4, 8, 12]
     assert sum(r["loss"] for r in train[-3:]) < sum(r["loss"] for r in train[:3])  # it learns
-    assert [p.name for p in rundir.checkpoints(run)] == ["step_00000008.pt", "step_00000012.pt"]
+    assert [p.name for p in checkpoints(run)] == ["step_00000008.pt", "step_00000012.pt"]
     assert not [p for p in (run / "checkpoints").iterdir() if "tmp" in p.name]
-    state = torch.load(rundir.checkpoints(run)[-1], weights_only=True)
+    state = torch.load(checkpoints(run)[-1], weights_only=True)
     assert {"model", "optimizer", "step", "tokens", "rng", "config", "best_val"} <= set(state)
     assert state["config"]["train"]["max_steps"] == 12 and state["step"] == 12
     resolved = (run / "config.toml").read_text()
@@ -87,7 +90,7 @@ def test_stop_and_resume_is_bitwise_exact(dataset, tmp_path, reference_run):
                         "--set", "train.eval_interval=6", "--set", "model.dropout=0.1", "--stop-at", "12"))
     meta = json.loads((run / "meta.json").read_text())
     assert meta["status"] == "stopped" and meta["step"] == 12
-    assert rundir.checkpoints(run)[-1].name == "step_00000012.pt"
+    assert checkpoints(run)[-1].name == "step_00000012.pt"
     proc = gigagpt("resume", run)
     assert "resumed from step_00000012.pt at step 12" in proc.stdout
     assert json.loads((run / "meta.json").read_text())["status"] == "completed"
@@ -113,7 +116,7 @@ def test_sigterm_checkpoints_and_resume_continues_exactly(dataset, tmp_path):
     meta = json.loads((run / "meta.json").read_text())
     stopped_at = meta["step"]
     assert meta["status"] == "stopped" and stopped_at >= 5
-    assert rundir.checkpoints(run)[-1].name == f"step_{stopped_at:08d}.pt"
+    assert checkpoints(run)[-1].name == f"step_{stopped_at:08d}.pt"
     assert "received SIGTERM" in (run / "train.log").read_text()
     # Continue three steps; a fresh run told to stop at the same step must match it exactly.
     gigagpt("resume", run, "--stop-at", stopped_at + 3)
@@ -130,25 +133,26 @@ def test_sigkill_is_crashed_and_resume_rolls_back(dataset, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "gigagpt", *map(str, args)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not (rundir.checkpoints(run) and len(losses(run)) % 3 == 1):
+    while time.time() < deadline and not (checkpoints(run) and len(losses(run)) % 3 == 1):
         time.sleep(0.05)
     proc.kill()
     proc.wait()
-    meta = rundir.read_meta(run)
-    assert meta["status"] == "running" and rundir.effective_status(meta) == "crashed"
-    last_ckpt = int(rundir.checkpoints(run)[-1].stem.split("_")[1])
+    assert read_meta(run).status == "running" and run_status(run) == "crashed"
+    last_ckpt = int(checkpoints(run)[-1].stem.split("_")[1])
     logged = max(losses(run))
     assert logged > last_ckpt  # steps after the checkpoint were logged and will be recomputed
     with open(run / "metrics.jsonl", "a") as f:  # a line the kill tore in half
         f.write('{"kind":"train","step":%d,"loss":1.5,"lr":0.1,"ti' % (logged + 1))
     gigagpt("resume", run, "--stop-at", logged + 2)
-    steps = [r["step"] for r in rundir.load_metrics(run) if r["kind"] == "train"]
+    steps = [r["step"] for r in load_metrics(run) if r["kind"] == "train"]
     assert steps == list(range(1, logged + 3))
     # the resumed trainer ended the torn line first: it stays one bad line, nothing joins it
-    assert rundir.read_jsonl(run / "metrics.jsonl")[2] == 1
-    curves = runs.load_curves(run)
+    reader = Reader(run / "metrics.jsonl")
+    list(reader)
+    assert reader.bad == 1
+    curves = load_curves(run)
     assert curves["train"]["step"].tolist() == steps
-    assert rundir.effective_status(rundir.read_meta(run)) == "stopped"
+    assert run_status(run) == "stopped"
 
 
 def test_resume_refusals(dataset, tmp_path):
@@ -161,9 +165,9 @@ def test_resume_refusals(dataset, tmp_path):
     assert proc.returncode == 2 and "model.n_layer" in proc.stderr and "keeps its [model]" in proc.stderr
     assert (run / "config.toml").read_text() == before
     proc = gigagpt("resume", tmp_path / "nothing-here", check=False)
-    assert proc.returncode == 2 and "no run directory" in proc.stderr
+    assert proc.returncode == 2 and "not a run directory" in proc.stderr
     gigagpt("resume", run, "--set", "train.max_steps=5")
-    assert rundir.read_meta(run)["status"] == "completed" and max(losses(run)) == 5
+    assert read_meta(run).status == "completed" and max(losses(run)) == 5
 
 
 def test_non_finite_loss_fails_without_checkpointing_bad_weights(dataset, tmp_path):
@@ -172,14 +176,14 @@ def test_non_finite_loss_fails_without_checkpointing_bad_weights(dataset, tmp_pa
                                "--set", "train.warmup_steps=0", "--set", "train.grad_clip=0",
                                "--set", "train.checkpoint_interval=1", "--set", "train.max_steps=50"), check=False)
     assert proc.returncode == 1
-    meta = rundir.read_meta(run)
-    assert meta["status"] == "failed" and "non-finite" in meta["failure"]
-    failed_step = int(meta["failure"].split("at step ")[1].split(";")[0])
-    for ckpt in rundir.checkpoints(run):
+    meta = read_meta(run)
+    assert meta.status == "failed" and "non-finite" in meta.failure
+    failed_step = int(meta.failure.split("at step ")[1].split(";")[0])
+    for ckpt in checkpoints(run):
         assert int(ckpt.stem.split("_")[1]) < failed_step
         state = torch.load(ckpt, weights_only=True)
         assert all(torch.isfinite(v).all() for v in state["model"].values())
-    events = [r for r in rundir.load_metrics(run) if r["kind"] == "event"]
+    events = [r for r in load_metrics(run) if r["kind"] == "event"]
     assert events[-1]["event"] == "failed" and "non-finite" in events[-1]["reason"]
 
 
@@ -193,7 +197,7 @@ def test_missing_device_is_an_argument_error(dataset, tmp_path):
 def test_sample_continues_the_prompt_from_the_latest_checkpoint(dataset, tmp_path, gpt2_ready):
     run = tmp_path / "s"
     proc = gigagpt("sample", run, check=False)
-    assert proc.returncode == 2 and "no run directory" in proc.stderr
+    assert proc.returncode == 2 and "not a run directory" in proc.stderr
     gigagpt(*train_args(dataset, "--run-dir", run, "--set", "train.max_steps=4"))
     args = ["sample", run, "--prompt", "Hello world", "--max-new-tokens", "12", "--num-samples", "2"]
     out = gigagpt(*args).stdout
