@@ -52,6 +52,12 @@ class Kind:
     skip: str | None = None
 
     @property
+    def ids(self) -> set[str]:
+        """What a listing may call it: its name, or a name that is not UTF-8 made printable."""
+        raw = self.entry.encode("utf-8", "surrogateescape")
+        return {self.entry, raw.decode("utf-8", "replace"), raw.decode("utf-8", "backslashreplace")}
+
+    @property
     def same_csv(self) -> bool:
         """The train and eval lines are the source's: so is the CSV export."""
         return self.same_as == NUMBERS if self.csv_same is None else self.csv_same
@@ -95,8 +101,9 @@ def cache_kind(**expect):
 
 # ---------------------------------------------------------------------------- helpers
 
-def copy_run(src: Path, dst: Path) -> Path:
-    """A copy of a real run under a new id (meta.json's id and name follow); checkpoints hard-linked."""
+def copy_run(src: Path, dst: Path, rename: bool = True) -> Path:
+    """A copy of a real run under a new id (meta.json's id and name follow, unless not `rename`:
+    a directory a person copied or moved); checkpoints hard-linked."""
     def copy(s, d):
         if os.path.basename(os.path.dirname(s)) == "checkpoints":
             os.link(s, d)
@@ -104,7 +111,7 @@ def copy_run(src: Path, dst: Path) -> Path:
             shutil.copy2(s, d)
     shutil.copytree(src, dst, copy_function=copy, symlinks=True)
     meta_path = dst / "meta.json"
-    if meta_path.is_file():
+    if rename and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         meta["id"] = meta["name"] = dst.name
         meta_path.write_text(json.dumps(meta, indent=2) + "\n")
@@ -775,6 +782,8 @@ def checkpoint_unrelated_files(run):
 
 
 # ---------------------------------------------------------------------------- the runs root
+# (The directories with odd names are runs a person copied or renamed: their meta.json still says
+# id "done".)
 
 # docs/run-format.md, "Recognising a run": in a root, a directory (or a symlink to one) not named
 # .*, holding meta.json, train.log or metrics.jsonl; a symlink loop, a dangling link or a file is not.
@@ -844,28 +853,28 @@ def root_unreadable_run(root, entry, past):
 
 @root_kind(entry="my run", same_as=NUMBERS)
 def root_name_with_spaces(root, entry, past):
-    copy_run(past / "done", root / entry)
+    copy_run(past / "done", root / entry, rename=False)
 
 
 @root_kind(entry="r\u00fcn-\u540d\u524d", same_as=NUMBERS)
 def root_name_unicode(root, entry, past):
-    copy_run(past / "done", root / entry)
+    copy_run(past / "done", root / entry, rename=False)
 
 
 @root_kind(entry="-rf", same_as=NUMBERS)
 def root_name_leading_dash(root, entry, past):
-    copy_run(past / "done", root / entry)
+    copy_run(past / "done", root / entry, rename=False)
 
 
 @root_kind(entry="ctl\x1b[31m\nname\u202e", same_as=NUMBERS)
 def root_name_control_chars(root, entry, past):
-    copy_run(past / "done", root / entry)
+    copy_run(past / "done", root / entry, rename=False)
 
 
 @root_kind(entry="b\udcffd-bytes", same_as=NUMBERS)
 def root_name_not_utf8(root, entry, past):
     """A directory name that is not UTF-8 (b'b\\xffd-bytes'): Python sees a surrogate escape."""
-    copy_run(past / "done", root / entry)
+    copy_run(past / "done", root / entry, rename=False)
 
 
 # ---------------------------------------------------------------------------- the summary cache
