@@ -298,9 +298,11 @@ def test_store_and_runs_cli_never_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
 
 
-@pytest.mark.parametrize("text,expected", [("", 0), ("{}\n", 0), ("x\n{}\n", 1), ("{\n}\n", 2), ("{}\n\n{}\n", 0)])
-def test_not_objects_counts_lines(text, expected):
-    assert scan.not_objects(text.encode()) == expected
+@pytest.mark.parametrize("text,expected", [("", 0), ('{"kind":"train","step":1,"loss":2}\n', 0), ("{}\n", 1),
+                                           ("x\n{}\n", 2), ("{\n}\n", 2), ('{"kind":"eval","step":1}\n\n[]\n', 1),
+                                           ('{"kind":"train","step":"1"}\n{"kind": "train", "step": 1}\n', 1)])
+def test_bad_lines_counts_what_the_reader_refuses(text, expected):
+    assert scan.bad_lines(text.encode()) == expected
 
 
 def test_sort_keeps_missing_values_last():

@@ -88,7 +88,8 @@ def test_every_reader_agrees_with_the_exact_reader(tmp_path, seed):
     text = random_log(rng)
     p = tmp_path / "metrics.jsonl"
     p.write_bytes(text.encode("utf-8", "surrogateescape"))
-    exact = list(metrics.Reader(p))
+    reader = metrics.Reader(p)
+    exact = list(reader)
     train = [r for r in exact if r["kind"] == "train"]
     evals = [r for r in exact if r["kind"] == "eval"]
     # the listing's scan, in one go and incrementally
@@ -111,7 +112,7 @@ def test_every_reader_agrees_with_the_exact_reader(tmp_path, seed):
         assert (got["last"] or {}).get("loss") == (train[-1].get("loss") if train else None)
         vals = [r["val_loss"] for r in evals if r.get("val_loss") is not None]
         assert got["best_val"] == (min(vals) if vals else None) and got["val"] == (vals[-1] if vals else None)
-        assert scan.check_state(got)
+        assert scan.check_state(got) and got["bad_lines"] == reader.bad
     nan = lambda v: np.nan if v is None else v  # noqa: E731
     got = curves.load_curves(tmp_path, ("tokens",))
     assert got["train"]["step"].tolist() == [r["step"] for r in train]

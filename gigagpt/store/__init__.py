@@ -7,6 +7,8 @@ No torch here: the dashboard and `gigagpt runs` use it, and so do the trainers.
 - lock:     a trainer's ownership of its run directory; running or crashed
 - meta:     meta.json as a checked record
 - writer:   a trainer's side: open the run, keep meta.json fresh, append metrics, finish
+- checkpoints: which checkpoints a trainer keeps, and which one a resume starts from
+- failed:   a run file that could not be written (a full disk): one line naming it
 - metrics:  the one metrics.jsonl reader: checked records, resume roll-backs
 - scan:     the incremental metrics scan behind a summary
 - curves:   compare's fast column reader

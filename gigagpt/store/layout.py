@@ -51,10 +51,10 @@ def new_run_dir(root: Path, name: str) -> Path:
     raise RunError(f"runs root {root}: 10,000 runs named {base} already")
 
 
-def entries(path: Path) -> list[str] | None:
-    """Names in a directory (not following a symlink to it), or None when it is not one."""
+def entries(path: Path, follow: bool = False) -> list[str] | None:
+    """Names in a directory, or None when it is not one (nor, unless `follow`, a symlink to one)."""
     try:
-        if os.path.islink(path):
+        if not follow and os.path.islink(path):
             return None
         return os.listdir(path)
     except (OSError, ValueError):
@@ -84,7 +84,7 @@ def check_new_run_dir(run_dir: Path) -> None:
 
 
 def looks_like_run(path: Path) -> bool:
-    names = entries(path)
+    names = entries(path, follow=True)
     return names is not None and any(f in names for f in RUN_FILES)
 
 
@@ -165,7 +165,7 @@ def find_run(roots, arg: str) -> Path:
     may also name a run directory in the current directory (then its path says which)."""
     roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
     p = Path(arg)
-    as_path = arg not in ("", ".", "..") and (looks_like_run(p) or "config.toml" in (entries(p) or []))
+    as_path = arg not in ("", ".", "..") and (looks_like_run(p) or "config.toml" in (entries(p, follow=True) or []))
     bare = arg.rstrip("/")
     shown = printable(bare if len(bare) <= 200 else bare[:200] + "...")
     if "/" not in bare and bare not in ("", ".", ".."):  # an id names no parent
@@ -214,7 +214,7 @@ def checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints, oldest first: step_*.pt files (one process or DDP), step_*.dcp
     directories (sharded) and step_*.mdl files (cstorch.save, the Cerebras backend). Temp names of
     an interrupted write start with '.' and are never checkpoints; nor is anything else."""
-    names = entries(Path(run_dir) / "checkpoints") or []
+    names = entries(Path(run_dir) / "checkpoints", follow=True) or []
     found = [(int(m.group(1)), n) for n in names if (m := CHECKPOINT.match(n))]
     return [Path(run_dir) / "checkpoints" / n for _, n in sorted(found)]
 

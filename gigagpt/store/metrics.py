@@ -1,8 +1,8 @@
 """The one metrics.jsonl reader: lines checked and cleaned, resume roll-backs applied.
 
 Rules (docs/run-format.md, "Reading metrics.jsonl"):
-- a line is a JSON object with a known `kind`; a train or eval line has an integer `step` >= 0,
-  an event or checkpoint line an integer `step` or none. Any other line is bad: counted, skipped.
+- a line is a JSON object with a known `kind` and an integer `step` >= 0 (an event or checkpoint
+  line other than a resume may leave it out). Any other line is bad: counted, skipped.
 - a value that is not a finite number where a number belongs (a string, NaN, Infinity) reads as
   None; the line stays.
 - a torn last line (no newline yet) is left for the next read; a line longer than a chunk is bad.
@@ -45,7 +45,7 @@ def clean(rec) -> dict | None:
     if type(rec) is not dict or rec.get("kind") not in KINDS:
         return None
     step = rec.get("step")
-    if step is None and rec["kind"] in ("event", "checkpoint"):
+    if "step" not in rec and rec["kind"] in ("event", "checkpoint") and rec.get("event") != "resume":
         step = 0
     if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= STEP_MAX:
         return None

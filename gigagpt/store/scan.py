@@ -1,7 +1,7 @@
 """The incremental metrics.jsonl scan behind a run's summary: the last train line's numbers, the
-last and best validation loss, and a count of bad lines, reading only the bytes added since the
-previous scan (the state is cached) and never parsing a whole log: eval and resume lines are
-found by a byte search, the last train line by searching backwards."""
+last and best validation loss, and a count of bad lines (as metrics.clean judges them), reading
+only the bytes added since the previous scan (the state is cached) and never parsing a whole log:
+eval and resume lines are found by a byte search, the last train line by searching backwards."""
 from __future__ import annotations
 
 import os
@@ -14,17 +14,13 @@ from gigagpt.store.metrics import Rollbacks, _json, chunks, clean, lines_with, n
 
 EVAL_NEEDLES = (b'"kind":"eval"', b'"kind": "eval"')
 TRAIN_NEEDLES = (b'"kind":"train"', b'"kind": "train"')
-OBJECT_LINE = re.compile(rb"^\{[^\n]*\}[ \t\r]*$", re.M)
+OTHER_NEEDLES = (b'"kind":"checkpoint"', b'"kind": "checkpoint"', b'"kind":"event"', b'"kind": "event"')
+# a train line as the trainer writes it: good without parsing (its values are checked when read)
+NUMBER = rb"(?:null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
+TRAINER_LINE = re.compile(rb'^\{"kind":"train","step":(?:0|[1-9][0-9]{0,15})(?:,"[a-z_]{1,32}":' + NUMBER + rb")*\}$", re.M)
 LAST_KEYS = ("step", "loss", "tokens", "tok_s", "time")
 FRESH = {"inode": None, "offset": 0, "last": None, "val": None, "best_val": None, "eval_step": None,
          "bad_lines": 0, "problem": None}
-
-
-def not_objects(data: bytes) -> int:
-    """How many lines cannot be JSON objects (do not start with '{' and end with '}'), counted by
-    one regular expression rather than by parsing."""
-    blank = data.count(b"\n\n") + data.startswith(b"\n")
-    return data.count(b"\n") - len(OBJECT_LINE.findall(data)) - blank
 
 
 def scan_metrics(path: Path, state: dict | None) -> dict:
@@ -55,6 +51,24 @@ def scan_metrics(path: Path, state: dict | None) -> dict:
     return state
 
 
+def bad_lines(data: bytes) -> int:
+    """How many lines of data (whole lines) metrics.clean refuses, without parsing the train lines
+    the trainer wrote (one regular expression counts those): lines that are not objects, and
+    objects that are not records (a bad step, an unknown kind, invalid JSON)."""
+    good = len(TRAINER_LINE.findall(data))
+    if good != sum(data.count(n) for n in TRAIN_NEEDLES):  # some train lines are not the trainer's
+        good = sum(1 for _, line in lines_with(data, TRAIN_NEEDLES) if _kind(line) == "train")
+    good += sum(1 for _, line in lines_with(data, EVAL_NEEDLES + OTHER_NEEDLES)
+                if _kind(line) in ("eval", "checkpoint", "event") and not TRAINER_LINE.match(line))
+    blank = data.count(b"\n\n") + data.startswith(b"\n")
+    return data.count(b"\n") - blank - good
+
+
+def _kind(line: bytes):
+    rec = clean(_json(line))
+    return rec and rec["kind"]
+
+
 def _scan_chunk(state: dict, start: int, data: bytes, rollbacks: Rollbacks) -> None:
     for pos, line in lines_with(data, EVAL_NEEDLES):
         rec = clean(_json(line))
@@ -68,7 +82,7 @@ def _scan_chunk(state: dict, start: int, data: bytes, rollbacks: Rollbacks) -> N
     last = _last_train(data, start, rollbacks)
     if last is not None:
         state["last"] = last
-    state["bad_lines"] += not_objects(data)
+    state["bad_lines"] += bad_lines(data)
 
 
 def _last_train(data: bytes, start: int, rollbacks: Rollbacks) -> dict | None:

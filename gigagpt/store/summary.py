@@ -47,7 +47,7 @@ def scan_checkpoints(run_dir: Path) -> dict:
     ckpts = layout.checkpoints(run_dir)
     if not ckpts:
         problem = None
-        if os.path.lexists(run_dir / "checkpoints") and layout.entries(run_dir / "checkpoints") is None:
+        if os.path.lexists(run_dir / "checkpoints") and layout.entries(run_dir / "checkpoints", follow=True) is None:
             problem = "checkpoints: not a directory"
         return {"count": 0, "last": None, "problem": problem}
     return {"count": len(ckpts), "last": layout.checkpoint_step(ckpts[-1]), "problem": checkpoint_problem(ckpts[-1])}
@@ -137,7 +137,7 @@ def summary(run_dir: Path, entry: dict, now: float | None = None) -> dict:
     tokens = last.get("tokens")
     if tokens is None and step is not None and meta["tokens_per_step"]:
         tokens = step * meta["tokens_per_step"]
-    name = printable(meta["name"] or "") or run_dir.name
+    name = printable(meta["name"] or "") or printable(run_dir.name)
     return {
         "id": run_dir.name, "path": str(run_dir), "root": str(run_dir.parent), "name": name,
         "tags": list(meta["tags"] or []), "preset": meta["preset"] and printable(meta["preset"]), "status": status,

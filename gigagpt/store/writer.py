@@ -9,80 +9,23 @@ ends the run `failed` with it, and `finish` still records that wherever the disk
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sys
 import threading
 import time
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
 
 from gigagpt.config import ConfigError
+from gigagpt.store.checkpoints import set_aside
+from gigagpt.store.failed import WriteFailed, writing
 from gigagpt.store.files import RunError, ends_with_newline, jsonl_line, os_reason, write_json, write_text
-from gigagpt.store.layout import check_new_run_dir, checkpoint_step, checkpoints, remove_stale_temps
+from gigagpt.store.layout import check_new_run_dir, checkpoint_step, remove_stale_temps
 from gigagpt.store.lock import HEARTBEAT_SECONDS, RunLock, is_locked, liveness
 from gigagpt.store.meta import printable, read_meta
 
 # Freed when the run ends, so that its last status fits on a disk that something else filled up.
 RESERVE, RESERVE_BYTES = ".reserve.tmp", 256 << 10
-
-
-class WriteFailed(Exception):
-    """A run file could not be written: the run ends `failed` with this line."""
-
-    def __init__(self, what: str, err: OSError):
-        code = f"[Errno {err.errno}] " if err.errno else ""
-        super().__init__(f"cannot write {what}: {code}{os_reason(err)}")
-
-
-def os_error_in(exc: BaseException) -> OSError | None:
-    """The OSError behind an exception, if any. torch.save reports a failed write as a RuntimeError
-    ('unexpected pos'); a sharded save wraps each rank's error."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError):
-            return exc
-        failures = getattr(exc, "failures", None)  # torch.distributed.checkpoint's CheckpointException
-        if isinstance(failures, dict):
-            for f in failures.values():
-                found = os_error_in(getattr(f, "exc", f) if isinstance(f, BaseException) else getattr(f, "exc", None))
-                if found:
-                    return found
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-@contextmanager
-def writing(what: str, recorder: "ErrorRecorder | None" = None):
-    """Turn a failed write inside into WriteFailed naming `what` (a path in the run directory)."""
-    try:
-        yield
-    except WriteFailed:
-        raise
-    except BaseException as e:
-        err = (recorder.error if recorder else None) or os_error_in(e)
-        if err is None or isinstance(e, KeyboardInterrupt):
-            raise
-        raise WriteFailed(what, err) from None
-
-
-class ErrorRecorder:
-    """A file object that remembers the OSError of a failed write, which a serializer may swallow."""
-
-    def __init__(self, f):
-        self.f, self.error = f, None
-
-    def write(self, data):
-        try:
-            return self.f.write(data)
-        except OSError as e:
-            self.error = self.error or e
-            raise
-
-    def flush(self):
-        self.f.flush()
 
 
 class Tee:
@@ -282,17 +225,11 @@ class RunWriter:
         self.append({"kind": "event", "event": event, "step": step, **fields})
 
     def set_aside(self, skipped: list[tuple[Path, str]], step: int) -> None:
-        """Checkpoints that did not load (newer than the one resumed from), renamed out of the way
-        (`<name>.skipped`: kept for a look, no longer a checkpoint), each said in train.log and as a
-        `checkpoint_skipped` event."""
+        """Checkpoints a resume could not load, renamed out of the way (store.checkpoints.set_aside),
+        each said in train.log and as a `checkpoint_skipped` event."""
         if not self.active:
             return
-        for path, reason in skipped:
-            moved = _free_name(path.with_name(path.name + ".skipped"))
-            try:
-                os.replace(path, moved)
-            except OSError as e:
-                raise WriteFailed(f"checkpoints/{path.name} (renaming it to {moved.name})", e) from None
+        for (path, reason), moved in zip(skipped, set_aside([p for p, _ in skipped])):
             rel = lambda p: str(p.relative_to(self.run_dir))  # noqa: E731
             print(f"skipped {rel(path)}: {reason}; moved to {rel(moved)}", flush=True)
             self.event("checkpoint_skipped", step, path=rel(path), checkpoint_step=checkpoint_step(path),
@@ -346,45 +283,3 @@ class RunWriter:
                 for p in problems:
                     print(f"run {self.run_dir.name}: could not record that: {p}", flush=True)
         return 1 if status == "failed" else 0
-
-
-def _free_name(path: Path) -> Path:
-    out, i = path, 1
-    while os.path.lexists(out):
-        i += 1
-        out = path.with_name(f"{path.name}-{i}")
-    return out
-
-
-def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints (a .dcp is a directory)."""
-    for old in checkpoints(run_dir)[:-keep]:
-        with writing(f"checkpoints/{old.name} (deleting it)"):
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old)
-            else:
-                old.unlink()
-
-
-def newest_loadable(run_dir: Path, load) -> tuple[Path | None, object, list[tuple[Path, str]]]:
-    """(checkpoint, its state, skipped) for the newest checkpoint that `load` accepts; `load`
-    raises Unloadable for a damaged one (skipped: (path, why)) and RunError for one this trainer
-    must not use at all (that stops the search). (None, None, skipped) when none loads."""
-    skipped = []
-    for path in reversed(checkpoints(run_dir)):
-        try:
-            return path, load(path), skipped
-        except Unloadable as e:
-            skipped.append((path, str(e)))
-    return None, None, skipped
-
-
-class Unloadable(RunError):
-    """A checkpoint that cannot be read (truncated, corrupt, refused by a safe loader)."""
-
-
-def no_checkpoint(run_dir: Path, skipped: list[tuple[Path, str]]) -> RunError:
-    """The refusal of a resume with nothing to resume from."""
-    why = "; ".join(f"{p.name}: {r}" for p, r in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
-    what = f"no checkpoint loads ({why})" if skipped else "has no checkpoint to resume from"
-    return RunError(f"run {run_dir}: {what}; `gigagpt resume {run_dir} --from-scratch` starts it over at step 0")
