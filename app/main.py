@@ -1,10 +1,11 @@
 """`gigagpt dash` / `python -m app`: the Textual dashboard. Never imports torch.
 
 The app owns the RunTracker (app/tracker.py), polls it from a worker and tells its screens
-(RunsChanged); screens ask it for things with messages (OpenRun, BrowseRuns, RefreshRuns)."""
+(RunsChanged); screens ask it for things with messages (OpenRun, RunClosed, BrowseRuns, RefreshRuns)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from textual import on, work
@@ -13,7 +14,7 @@ from textual.binding import Binding
 
 from app import launch
 from app.follow import RunTail
-from app.messages import BrowseRuns, DevicesChanged, OpenRun, RefreshRuns, RunsChanged
+from app.messages import BrowseRuns, DevicesChanged, OpenRun, RefreshRuns, RunClosed, RunsChanged
 from app.tracker import RunTracker
 from gigagpt.config import runs_root
 from gigagpt.store.files import RunError
@@ -92,6 +93,10 @@ class DashApp(App):
     @on(OpenRun)
     def _open_run(self, message: OpenRun) -> None:
         self.open_run(message.run)
+
+    @on(RunClosed)
+    def _run_closed(self, message: RunClosed) -> None:
+        self.tracker.unfollow(message.key)
 
     @on(BrowseRuns)
     def _browse_runs(self, message: BrowseRuns) -> None:
@@ -173,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             open_run = str(find_run(runs_roots(root)[0], args.run))
         except RunError as e:
-            p.error(f"--run: {e}")
+            print(f"gigagpt dash: error: --run: {e}", file=sys.stderr)  # one line, as the CLI's errors
+            return 2
     app = DashApp(root, [Path(d) for d in args.configs], refresh=args.refresh, probe=not args.no_probe,
                   open_run=open_run, browse=args.browse)
     app.run()

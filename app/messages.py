@@ -1,6 +1,6 @@
 """The messages screens and the app exchange (Textual messages, not method calls across screens).
 
-Screens post OpenRun / BrowseRuns / RefreshRuns; they bubble up to the app. The app posts
+Screens post OpenRun / RunClosed / BrowseRuns / RefreshRuns; they bubble up to the app. The app posts
 RunsChanged and DevicesChanged to its screens (bubble=False: a screen without a handler drops them).
 """
 from __future__ import annotations
@@ -14,6 +14,14 @@ class OpenRun(Message):
     def __init__(self, run: str):
         super().__init__()
         self.run = run
+
+
+class RunClosed(Message):
+    """A run's live screen went away: the app may stop reading the run (unless it is running)."""
+
+    def __init__(self, key: str):
+        super().__init__()
+        self.key = key
 
 
 class BrowseRuns(Message):

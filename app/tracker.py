@@ -92,6 +92,13 @@ class RunTracker:
         tail.poll()  # a normal run is read at once; a long one shows its end now, the rest behind
         return tail
 
+    def unfollow(self, key: str) -> None:
+        """Stop reading a run whose live screen closed, unless it is running or starting (those
+        are followed while the dashboard runs). A run outside the roots stays in `rows`."""
+        if key in self.tails and self.status(key) not in ("running", "starting"):
+            self.followed.discard(key)
+            self.tails.pop(key, None)
+
     def launched(self, run_dir: Path) -> str:
         """A trainer this process just started in run_dir: followed (`starting` until meta.json)."""
         key = self.key_of(run_dir)

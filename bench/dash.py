@@ -25,7 +25,8 @@ sys.path.insert(0, str(REPO))
 
 from app.main import DashApp  # noqa: E402
 from app.widgets import LossChart  # noqa: E402
-from gigagpt import rundir  # noqa: E402
+from gigagpt.store.files import write_json  # noqa: E402
+from gigagpt.store.meta import read_meta  # noqa: E402
 
 TRAIN = ('{"kind":"train","step":%d,"loss":%.6f,"lr":0.0006,"grad_norm":0.9,"tokens":%d,"tok_s":%.1f,'
          '"mfu":0.31,"step_time":0.05,"rss":1234567890,"mem_alloc":null,"mem_peak":null,"time":%.3f}\n')
@@ -45,7 +46,7 @@ def make_run(root: Path, run_id: str, pid: int, max_steps: int) -> Path:
     run_dir = root / run_id
     run_dir.mkdir(parents=True)
     now = time.time()
-    rundir.write_json(run_dir / "meta.json", {
+    write_json(run_dir / "meta.json", {
         "id": run_id, "name": run_id, "preset": "bench", "status": "running", "pid": pid,
         "host": socket.gethostname(), "device": "cpu", "step": 0, "max_steps": max_steps,
         "created": now, "updated": now, "heartbeat": now, "failure": None})
@@ -131,7 +132,7 @@ def follow_cpu(root: Path, seconds: float, size: str, rate: int = 20) -> float:
     run_id = f"follow-{size}"
     run_dir = make_run(root, run_id, os.getpid(), 10**9)
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run_dir), str(rate), str(REPO)], cwd=REPO)
-    rundir.write_json(run_dir / "meta.json", {**rundir.read_meta(run_dir), "pid": writer.pid})
+    write_json(run_dir / "meta.json", {**read_meta(run_dir).raw, "pid": writer.pid})
     try:
         out = subprocess.run([sys.executable, "-c", FOLLOWER, str(root), run_id, "3", str(seconds), size],
                              capture_output=True, text=True, cwd=REPO, timeout=seconds + 60)

@@ -327,3 +327,65 @@ def test_cli_passes_every_option_to_the_dashboard(tmp_path):
     assert r.returncode == 2 and "gigagpt dash: error: unrecognized arguments: --bogus" in r.stderr, r.stderr
     r = subprocess.run([sys.executable, "-m", "gigagpt", "dash", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--runs-root" in r.stdout and "--browse" in r.stdout
+
+
+def test_launch_screen_shows_the_loss_of_every_run(tmp_path):
+    """The recent-runs table reads every run's summary (store.summary), not only the followed
+    runs': a completed, a failed and a damaged run, none followed, show their loss and status."""
+    from gigagpt.listing import fmt_loss
+
+    fake_run(tmp_path, "done", status="completed", n_lines=300)
+    fake_run(tmp_path, "broke", status="failed", failure="ValueError: boom", n_lines=40)
+    bad = fake_run(tmp_path, "garbled", status="completed", n_lines=10)
+    (bad / "meta.json").write_text('{"id": "garbled", "status": "completed", "created": "yesterday"}')
+
+    async def go():
+        app = new_app(tmp_path)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            runs = app.screen.query_one("#runs", DataTable)
+            assert not app.tracker.followed  # nothing running, nothing opened
+            for run_id, steps in (("done", 300), ("broke", 40), ("garbled", 10)):
+                assert runs.get_cell(run_id, "loss").plain == fmt_loss(5 / steps ** 0.3), run_id
+            assert runs.get_cell("done", "status").plain == "completed"
+            assert runs.get_cell("broke", "status").plain == "failed"
+            assert runs.get_cell("garbled", "status").plain == "damaged"
+            assert runs.get_cell("done", "step").plain == "300/1000"
+    run(go())
+
+
+def test_run_outside_the_roots_opens_by_its_path(tmp_path):
+    """`gigagpt dash --run PATH`: a run directory outside every runs root (started with
+    `train --run-dir`, by torchrun or Slurm) opens its live screen, and stays in the recent runs."""
+    outside = tmp_path / "scratch"
+    job = fake_run(outside, "job-1234", status="completed", n_lines=120)
+    job = job.rename(outside / "job-1234-moved")  # not under a runs root, and not named as in meta.json
+
+    async def go():
+        app = new_app(tmp_path, open_run=str(job))
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), "the live screen")
+            live = app.screen
+            assert live.tail.dir == job.absolute()
+            await wait_for(pilot, lambda: live.query_one("#loss-chart").points > 0, "the curve")
+            header = screen_text(live.query_one("#run-header", Static))
+            assert "job-1234" in header and f"in {outside}" in header
+            await pilot.press("q")
+            assert isinstance(app.screen, HomeScreen)
+            await wait_for(pilot, lambda: app.screen.query_one("#runs", DataTable).row_count == 1, "the row")
+            runs = app.screen.query_one("#runs", DataTable)
+            assert runs.get_cell(str(job.absolute()), "status").plain == "completed"
+            app.open_run("nothing-here")  # an id no root holds: a message, no screen
+            await pilot.pause()
+            assert isinstance(app.screen, HomeScreen)
+    run(go())
+
+
+def test_a_bad_run_argument_is_one_line_before_the_screen(tmp_path):
+    for arg, says in (("/no/such/run", "not a run directory"), (str(tmp_path), "not a run directory")):
+        r = subprocess.run([sys.executable, "-m", "app", "--runs-root", str(tmp_path / "runs"), "--run", arg],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and says in lines[0], r.stderr
+        assert lines[0].startswith("gigagpt dash: error: --run: run "), r.stderr
+        assert "Traceback" not in r.stderr and not r.stdout

@@ -1,6 +1,7 @@
 """The runs screen, the compare screen and the sample modal, driven with Pilot on real run
 directories from real tiny trainings (tests/conftest.py: past_runs)."""
 import csv
+import re
 import json
 import shutil
 import signal
@@ -411,3 +412,81 @@ def test_runs_of_every_settings_root_are_listed_and_opened(past_runs, tmp_path, 
             assert app.screen.tail.dir == main / "mine"
 
     run(go())
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def shown_text(screen) -> list[str]:
+    """What the runs screen shows as text: every cell of the table and the lines around it."""
+    table = screen.query_one("#runs-table", DataTable)
+    out = [str(screen.query_one(w, Static).content) for w in ("#run-detail", "#runs-state")]
+    for i in range(table.row_count):
+        out += [getattr(c, "plain", str(c)) for c in table.get_row_at(i)]
+    return out
+
+
+def test_a_root_of_every_kind_of_damaged_run(past_runs, tmp_path):
+    """tests/damaged.py's kinds in one root beside the good runs: every run that is one is a row,
+    each damaged one with its problem under the table; nothing shown holds a control character;
+    a damaged run opens its live screen with the problem line; compare takes damaged runs.
+    (tests/test_damaged_dash.py goes through every kind and action; this is the quick look.)"""
+    import damaged
+
+    root = damaged.build_root(tmp_path / "runs", past_runs)
+    watch = damaged.fifo_watch()
+    watch.watch_dir(root)
+    hangs = watch.hangs
+    kinds = [k for k in damaged.KINDS.values() if not k.root_scoped and not k.skip]
+
+    async def go():
+        app = DashApp(root, probe=False, refresh=0.5, browse=True)
+        async with app.run_test(size=(160, 48)) as pilot:
+            runs = await open_browser(app, pilot)
+            ids = set(table_ids(runs))
+            for kind in kinds:
+                if kind.listed is True:
+                    assert kind.entry in ids, kind.name
+                elif kind.listed is False:
+                    assert kind.entry not in ids, kind.name
+            assert set(damaged.GOOD) <= ids
+            table = runs.query_one("#runs-table", DataTable)
+            for i, row in enumerate(list(runs.shown)):
+                table.move_cursor(row=i)  # the cursor moves at once; the line under the table follows
+                runs.show_detail()
+                detail = str(runs.query_one("#run-detail", Static).content)
+                assert not CONTROL.search(detail.replace("\n", " ")), (row["id"], detail)
+                if row["status"] == "damaged":
+                    assert row["problem"] and detail.splitlines()[-1], row["id"]
+            bad = [t for t in shown_text(runs) if CONTROL.search(t)]
+            assert not bad, bad[:5]
+            # the live screen of one run per kind of part (meta.json, its fields, metrics, log, ...)
+            parts = {}
+            for kind in kinds:
+                if kind.entry in ids and kind.status == ("damaged",):
+                    parts.setdefault(kind.part, kind.entry)
+            for row in [r for r in runs.shown if r["id"] in parts.values()]:
+                app.open_run(row["key"])
+                await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), f"the live screen of {row['id']}")
+                live = app.screen
+                await pilot.pause()
+                header = str(live.query_one("#run-header", Static).content)
+                failure = str(live.query_one("#failure", Static).content)
+                assert not CONTROL.search(header + failure), (row["id"], header, failure)
+                if row["status"] == "damaged" and row["problem"].startswith("meta.json"):
+                    assert "damaged" in failure, (row["id"], failure)
+                assert not any(CONTROL.search(line) for line in live.query_one("#log").lines), row["id"]
+                app.pop_screen()
+                await pilot.pause()
+            damaged_rows = [r for r in runs.shown if r["status"] == "damaged"][:6] + \
+                [r for r in runs.shown if r["id"] in ("done", "stopped")]
+            runs.selected = {r["key"] for r in damaged_rows}
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), "the compare screen")
+            chart = app.screen.query_one("#compare-chart")
+            await wait_for(pilot, lambda: chart.loaded == len(damaged_rows), "every run's curves")
+            assert chart.points > 0
+            await pilot.press("q")
+            assert app.screen is runs
+    run(go())
+    assert watch.hangs == hangs, "a FIFO blocked the dashboard"

@@ -14,7 +14,7 @@ from textual.widgets import Footer, Log, Static
 from app import launch
 from app.cells import STATUS_STYLE
 from app.follow import RunTail
-from app.messages import RunsChanged
+from app.messages import RunClosed, RunsChanged
 from app.screens.dialogs import ConfirmScreen
 from app.widgets import ChartKeys, ChartView, LossChart, MemoryChart, RunChart, ThroughputChart, clock
 from gigagpt.store.actions import running_pid
@@ -65,6 +65,9 @@ class LiveScreen(ChartKeys, Screen):
 
     def on_screen_resume(self) -> None:
         self.show({self.tail.key})
+
+    def on_unmount(self) -> None:
+        self.app.post_message(RunClosed(self.tail.key))
 
     def on_runs_changed(self, message: RunsChanged) -> None:
         self.show(message.changed)
