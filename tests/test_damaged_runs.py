@@ -7,9 +7,10 @@ subprocesses. Each kind is a test id: test_list[meta_fifo] fails naming the kind
 A thread of this process (or of a child) that blocks opening a named pipe is noticed and freed
 (damaged.FifoWatch), so a FIFO never hangs the suite; it fails the test that did it.
 
-Resume never trains here: a damaged run must be refused before training. Should the product go on
-anyway, `gigagpt.train.train` and os.exec* are tripwires that fail the test instead of training (or
-replacing this process with torchrun) for real.
+Resume never trains here: a damaged run must be refused before training. The refusal may come from
+inside the trainer (whether a checkpoint loads is known only to torch), so `gigagpt.train.train` runs
+for real; an optimizer step (torch.optim.AdamW.step) and os.exec* (torchrun, the Cerebras SDK) are
+tripwires that fail the test instead of training or replacing this process.
 """
 from __future__ import annotations
 
@@ -200,19 +201,25 @@ def whole_root(tmp_path_factory, past_runs):
 
 @pytest.fixture(scope="module")
 def no_training():
-    """Tripwires where resume would start training or exec torchrun / the Cerebras SDK."""
-    import gigagpt.train
+    """Tripwires where resume would take an optimizer step or exec torchrun / the Cerebras SDK;
+    the trainer's SIGINT/SIGTERM handlers (it installs them in this process) are put back."""
+    import signal
+
+    import torch
 
     def tripwire(what):
         def trip(*args, **kwargs):
             raise Tripwire(f"resume went on to {what} (a damaged run must be refused before training)")
         return trip
 
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(gigagpt.train, "train", tripwire("train"))
+        mp.setattr(torch.optim.AdamW, "step", tripwire("train (an optimizer step)"))
         for name in ("execv", "execve", "execvp", "execvpe"):
             mp.setattr(os, name, tripwire(f"os.{name}"))
-        yield
+        yield lambda: [signal.signal(sig, h) for sig, h in handlers.items()]
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------------------- what a row must say
@@ -329,7 +336,8 @@ def test_commands(kind, kind_root, clean, past_runs, tmp_path, no_training):
     root = kind_root(kind)
     path = root / kind.entry
     faults = show(kind, path, clean) + compare(kind, root, path) + export_csv(kind, root, path, clean, tmp_path)
-    faults += export_tensorboard(root, path, tmp_path) + resume(root, path) + rm(kind, past_runs, tmp_path / "rm")
+    faults += export_tensorboard(root, path, tmp_path) + resume(root, path, no_training)
+    faults += rm(kind, past_runs, tmp_path / "rm")
     fail(faults)
 
 
@@ -419,10 +427,11 @@ def run_files(path: Path) -> dict:
     return {k: v for k, v in tree(path).items() if not os.path.basename(k).startswith(".")}
 
 
-def resume(root, path) -> list[str]:
+def resume(root, path, restore_signals) -> list[str]:
     """Refused with one line (exit 2), nothing written: damaged, completed, or not a run at all."""
     before = run_files(path)
     ran = cli("resume", path, "--nproc", "1", "--device", "cpu", "--runs-root", root)
+    restore_signals()
     faults = ran.faults((2,))
     if run_files(path) != before:
         faults.append("resume changed the run's files")
