@@ -45,7 +45,6 @@ class DashApp(App):
 
         for problem in self.root_problems:
             self.notify(problem, severity="warning", timeout=10)
-        self.tracker.refresh(force=True)  # every run's summary before the first frame: no empty table
         self.push_screen(HomeScreen())
         if self.first_browse:
             self.browse_runs()
@@ -53,7 +52,9 @@ class DashApp(App):
             self.open_run(self.first_run)
         if self.probe:
             self.probe_devices()
-        self.poll_runs()
+        # The first listing behind the first frame: a cold summary cache or a huge metrics.jsonl
+        # takes seconds to scan once (the screens say they are reading until it arrives).
+        self.poll_runs(force=True)
         self.set_interval(self.refresh_seconds, self.poll_runs)
 
     # -- runs

@@ -32,7 +32,8 @@ class RunTracker:
         self.listed = False  # the roots were read at least once
         self.tails: dict[str, RunTail] = {}  # followed runs, read as they are written
         self.followed: set[str] = set()  # running runs, and runs opened in this session
-        self.outside: dict[str, Path] = {}  # followed runs outside the roots, by key
+        self.outside: dict[str, Path] = {}  # runs opened from outside the roots, by key
+        self.resolved: dict[str, Path] = {}  # run directories found by resolve(), by key
         self._outside_entries: dict[str, dict] = {}  # their summary state (store.summary entries)
         self.alive: dict[str, bool] = {}  # runs started by this process: is the trainer alive?
         self._list_due = 0.0
@@ -53,7 +54,7 @@ class RunTracker:
             return self.tails[key].dir
         if key in self.rows:
             return Path(self.rows[key]["path"])
-        return self.outside.get(key)
+        return self.resolved.get(key)
 
     def resolve(self, run: str) -> str:
         """The key of a run given as a key, a run directory's path (in a root or not), an id or a
@@ -62,7 +63,8 @@ class RunTracker:
             return run
         run_dir = find_run(self.roots, run)
         key = self.key_of(run_dir)
-        if key not in self.rows and self._real_roots.get(os.path.realpath(run_dir.parent)) is None:
+        self.resolved[key] = Path(run_dir)
+        if self._real_roots.get(os.path.realpath(run_dir.parent)) is None:
             self.outside[key] = Path(run_dir).absolute()
         return key
 

@@ -163,7 +163,9 @@ def test_quit_during_a_run_then_reattach(tmp_path, dataset):
         launch.STARTED.clear()  # a new dashboard process would know nothing of its child
         app = new_app(tmp_path)
         async with app.run_test(size=(100, 30)) as pilot:
-            assert run_id in app.tracker.followed and app.status(run_id) == "running"
+            await wait_for(pilot, lambda: run_id in app.tracker.followed and run_id in app.screen.run_order,
+                           "the running run, followed and in the table")
+            assert app.status(run_id) == "running"
             runs = app.screen.query_one("#runs", DataTable)
             assert runs.get_cell(run_id, "status").plain == "running"
             runs.focus()
@@ -342,7 +344,7 @@ def test_launch_screen_shows_the_loss_of_every_run(tmp_path):
     async def go():
         app = new_app(tmp_path)
         async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.pause()
+            await wait_for(pilot, lambda: app.screen.query_one("#runs", DataTable).row_count == 3, "the rows")
             runs = app.screen.query_one("#runs", DataTable)
             assert not app.tracker.followed  # nothing running, nothing opened
             for run_id, steps in (("done", 300), ("broke", 40), ("garbled", 10)):

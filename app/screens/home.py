@@ -17,6 +17,7 @@ from app.screens.dialogs import ConfirmScreen
 from gigagpt import plan
 from gigagpt.config import ConfigError
 from gigagpt.store.files import RunError
+from gigagpt.store.meta import printable
 
 RECENT_COLUMNS = ("run", "preset", "status", "step", "loss", "started")
 CHOICE_FIELDS = {"train.dtype": ("bfloat16", "float32"), "train.compile": ("false", "true"),
@@ -96,7 +97,6 @@ class HomeScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#presets-pane").border_title = "Presets"
         self.query_one("#form").border_title = "Launch"
-        self.query_one("#runs-pane").border_title = self.app.roots_title()
         table = self.query_one("#presets", DataTable)
         table.add_column("preset", key="preset")
         table.add_column("params", key="params")
@@ -323,6 +323,9 @@ class HomeScreen(Screen):
         """Every run under the roots, newest first: its summary (store.summary), so a run the
         dashboard does not follow shows its loss too. Only changed cells are written."""
         table = self.query_one("#runs", DataTable)
+        title = self.app.roots_title()
+        title = printable(title if self.app.tracker.listed else f"{title} · reading…")
+        self.query_one("#runs-pane").border_title = Text(title)
         rows = self.app.tracker.rows
         order = list(rows)
         cells = {key: recent_cells(row) for key, row in rows.items()}
