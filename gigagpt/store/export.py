@@ -3,16 +3,29 @@ metrics.jsonl (metrics.Reader): memory stays bounded whatever the file's size.""
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from gigagpt.store.curves import read_config_text
 from gigagpt.store.files import RunError
 from gigagpt.store.layout import run_labels
+from gigagpt.store.meta import printable
 from gigagpt.store.metrics import Reader
 
 
 class ExportError(RunError):
     pass
+
+
+def check_target(out, run_dirs: list[Path]) -> None:
+    """RunError when an export's output (a CSV file or a TensorBoard directory) is inside one of
+    the runs it reads, or holds one: an export never writes into a run directory."""
+    target = os.path.realpath(out)
+    for d in run_dirs:
+        real = os.path.realpath(d)
+        if target == real or target.startswith(real + os.sep) or real.startswith(target + os.sep):
+            raise ExportError(f"{printable(str(out))}: inside run {printable(Path(d).name)} (or holding it); "
+                              "write the export elsewhere")
 
 
 def metric_rows(run_dir: Path):
