@@ -271,6 +271,8 @@ def test_export_csv_and_tensorboard(past_runs, tmp_path):
             assert app.screen.query_one("#ask-input", Input).value.endswith(".csv")
             await answer(pilot, app, str(tmp_path / "nowhere" / "x.csv"))
             assert "no such directory" in str(app.screen.query_one("#ask-error", Static).content)
+            await answer(pilot, app, str(past_runs / "done" / "checkpoints"))  # never into a run
+            assert "inside run done" in str(app.screen.query_one("#ask-error", Static).content)
             await answer(pilot, app, str(tmp_path / "done.csv"))
             await app.workers.wait_for_complete()
             rows = list(csv.DictReader(open(tmp_path / "done.csv")))

@@ -17,7 +17,7 @@ from app import launch
 from app.messages import OpenRun, RefreshRuns
 from app.screens.dialogs import AskScreen, ConfirmScreen
 from gigagpt.store.actions import check_tags, clean_name, delete, rename, running_pid, send_signal, set_tags
-from gigagpt.store.export import export_csv, export_tensorboard
+from gigagpt.store.export import check_target, export_csv, export_tensorboard
 from gigagpt.store.files import RunError
 from gigagpt.store.meta import printable
 
@@ -98,10 +98,16 @@ class RunActions:
         stem = label(chosen[0]) if len(chosen) == 1 else f"gigagpt-{len(chosen)}-runs"
         default = str(Path.cwd() / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.csv")
 
+        dirs = [Path(r["path"]) for r in chosen]
+
         def check(text: str) -> Path:
             path = Path(text.strip()).expanduser()
             if not text.strip():
                 raise ValueError("give a path")
+            try:
+                check_target(path, dirs)
+            except RunError as e:
+                raise ValueError(str(e)) from None
             if path.suffix != ".csv" and path.exists() and not path.is_dir():
                 raise ValueError(f"{path}: exists and is not a directory")
             if not path.parent.is_dir():
@@ -111,7 +117,7 @@ class RunActions:
         self.app.push_screen(AskScreen(
             f"Export {len(chosen)} run(s)", "A path ending in .csv writes a CSV file (run,step,kind,metric,value);\n"
             "any other path is a directory of TensorBoard event files, one per run.", default, check),
-            lambda path: path and self.export([Path(r["path"]) for r in chosen], path))
+            lambda path: path and self.export(dirs, path))
 
     @work(thread=True, exit_on_error=False, group="export")
     def export(self, dirs: list[Path], path: Path) -> None:
