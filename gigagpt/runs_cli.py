@@ -18,7 +18,7 @@ from gigagpt.listing import (ROOT_COLUMN, SORT_KEYS, TABLE, fmt_duration, fmt_lo
                              matches, sort_rows, table)
 from gigagpt.store.actions import check_deletable, delete, rename, running_pid, send_signal, set_tags
 from gigagpt.store.curves import config_diff, flat_config, read_config_text
-from gigagpt.store.export import export_csv, export_tensorboard
+from gigagpt.store.export import check_target, export_csv, export_tensorboard
 from gigagpt.store.files import RunError, os_reason
 from gigagpt.store.layout import find_run, run_labels, runs_roots
 from gigagpt.store.meta import printable, utf8
@@ -104,12 +104,7 @@ def cmd_export(args) -> int:
     dirs = [find_run(roots, r) for r in args.runs]
     out = args.csv or args.tensorboard
     if out != "-":
-        target = os.path.realpath(out)
-        for d in dirs:
-            real = os.path.realpath(d)
-            if target == real or target.startswith(real + os.sep) or real.startswith(target + os.sep):
-                raise RunError(f"{printable(out)}: inside run {printable(d.name)} (or holding it); "
-                               "write the export elsewhere")
+        check_target(out, dirs)
     try:
         if args.csv == "-":
             n = export_csv(dirs, sys.stdout)
