@@ -195,15 +195,34 @@ def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") ->
     return cfg
 
 
+TOML_MAX_BYTES = 1 << 20  # a config or settings file is a few KB
+
+
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file as a dict, or ConfigError naming it: missing, not a regular file (a FIFO would
+    block a plain read), over 1 MiB, not UTF-8, not TOML, or nested past what the parser can take."""
+    from gigagpt.store.files import NotRegular, TooLarge, read_regular
+
+    try:
+        return tomllib.loads(read_regular(path, TOML_MAX_BYTES).decode("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except (NotRegular, IsADirectoryError):
+        raise ConfigError(f"{path}: {what} is not a regular file") from None
+    except TooLarge:
+        raise ConfigError(f"{path}: {what} larger than {TOML_MAX_BYTES >> 20} MiB") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: {what} unreadable ({e.strerror or e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
 def load_config(path, overrides: list[str] | None = None, check_data: bool = True) -> Config:
     """Read, override and validate a TOML config. Raises ConfigError on any problem."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    raw = read_toml(path, "config file")
     raw = {**raw, "cerebras": {**settings().get("cerebras", {}), **raw.get("cerebras", {})}}
     cfg = apply_overrides(from_dict(raw, str(path)), overrides or [])
     validate(cfg, str(path), check_data=check_data)
@@ -235,9 +254,9 @@ def settings() -> dict:
     if path is None:
         return {}
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: settings file not readable as TOML: {e}") from None
+        raw = read_toml(path, "settings file")
+    except ConfigError as e:
+        raise ConfigError(f"{e} (the settings file)") from None
     for key, value in raw.items():
         if key not in ("python", "cerebras", "runs") or not isinstance(value, dict):
             raise ConfigError(f"{path}: {key}: unknown; the settings file has [python], [cerebras] and [runs] tables")
@@ -258,7 +277,10 @@ def extra_runs_roots() -> list[Path]:
     roots = raw.get("roots", [])
     if not isinstance(roots, list) or not all(isinstance(r, str) and r for r in roots):
         raise ConfigError(f"{path}: [runs] roots = {roots!r}: must be a list of paths (strings)")
-    return [path.parent / Path(r).expanduser() for r in roots]  # an absolute path stays itself
+    try:
+        return [path.parent / Path(r).expanduser() for r in roots]  # an absolute path stays itself
+    except RuntimeError as e:  # ~user that does not exist
+        raise ConfigError(f"{path}: [runs] roots = {roots!r}: {e}") from None
 
 
 CEREBRAS_ENV = REPO / ".venv-cerebras"  # where scripts/cerebras-env.sh builds the SDK's environment

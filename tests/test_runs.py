@@ -399,7 +399,7 @@ def test_bad_settings_roots_are_one_line_not_a_crash(tmp_path, monkeypatch):
     assert "only" in proc.stdout and "[runs] roots = 7: must be a list of paths" in proc.stderr
     settings.write_text("[runs\n")
     proc = gigagpt("runs", "list", "--runs-root", main)
-    assert "only" in proc.stdout and "not readable as TOML" in proc.stderr and proc.stderr.count("\n") == 1
+    assert "only" in proc.stdout and "not valid TOML" in proc.stderr and proc.stderr.count("\n") == 1
 
 
 def test_resume_and_sample_find_a_run_of_an_extra_root_by_id(tmp_path, monkeypatch, dataset):
