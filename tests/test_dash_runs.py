@@ -184,12 +184,13 @@ time.sleep(600)
 
 
 def test_a_suspended_trainer_holding_its_lock_stays_running(tmp_path):
-    """The lock decides running vs crashed on this host: SIGSTOP keeps it (a stale heartbeat and a
-    pid that is not the holder's do not matter); the holder's death releases it: crashed."""
-    run = make_run(tmp_path / "r", train_line(2), status="running", heartbeat=time.time() - 3600, pid=1)
+    """The lock decides running vs crashed on this host: SIGSTOP keeps it (a heartbeat an hour
+    old does not matter); the holder's death releases it: crashed."""
+    run = make_run(tmp_path / "r", train_line(2))
     holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
+        make_run(run, train_line(2), status="running", heartbeat=time.time() - 3600, pid=holder.pid)
         os.kill(holder.pid, signal.SIGSTOP)
         tail = RunTail(run)
         tail.poll()

@@ -136,7 +136,9 @@ class LiveScreen(ChartKeys, Screen):
             "  best val ", (f"{best:.4f}" if best is not None else "–", "bold"),
             f"  {tok_s:,.0f} tok/s" if tok_s is not None else "",
             f"  MFU {100 * mfu:.1f}%" if mfu is not None else "")
-        return Text("\n").join([line1, line2])
+        header = Text("\n").join([line1, line2])
+        header.no_wrap, header.overflow = True, "ellipsis"  # a narrow terminal cuts each line, never wraps
+        return header
 
     # -- keys
 

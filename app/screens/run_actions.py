@@ -134,9 +134,17 @@ class RunActions:
             return
         self.app.call_from_thread(self.notify, message)
 
+    def refused_damaged(self, row: dict, verb: str) -> bool:
+        """A run whose meta.json is damaged cannot be renamed or tagged (the store would have to
+        rewrite what it cannot read): said at once, before a dialog asks for anything."""
+        if row["status"] == "damaged":
+            self.notify(f"cannot {verb} {label(row)}: {row['problem']}", severity="warning")
+            return True
+        return False
+
     def action_rename(self) -> None:
         row = self.one_target("rename")
-        if row is None:
+        if row is None or self.refused_damaged(row, "rename"):
             return
 
         def check(text: str) -> str:
@@ -147,14 +155,14 @@ class RunActions:
 
         def answered(name: str | None) -> None:
             if name is not None:
-                self.edit_meta(row, lambda d: rename(d, name), f"renamed {label(row)}")
+                self.edit_meta(row, "rename", lambda d: rename(d, name), f"renamed {label(row)}")
 
         self.app.push_screen(AskScreen(f"Rename {label(row)}", "Display name (the directory keeps its id):",
                                        row["name"], check), answered)
 
     def action_tags(self) -> None:
         row = self.one_target("tag")
-        if row is None:
+        if row is None or self.refused_damaged(row, "tag"):
             return
 
         def check(text: str) -> list[str]:
@@ -165,16 +173,18 @@ class RunActions:
 
         def answered(tags: list[str] | None) -> None:
             if tags is not None:
-                self.edit_meta(row, lambda d: set_tags(d, replace=tags), f"tags of {label(row)} set")
+                self.edit_meta(row, "tag", lambda d: set_tags(d, replace=tags), f"tags of {label(row)} set")
 
         self.app.push_screen(AskScreen(f"Tags of {row['name']}", "Tags, separated by spaces:",
                                        " ".join(row["tags"]), check, placeholder="e.g. baseline lr-sweep"), answered)
 
-    def edit_meta(self, row: dict, edit, message: str) -> None:
+    def edit_meta(self, row: dict, verb: str, edit, message: str) -> None:
         try:
             edit(Path(row["path"]))
         except (RunError, OSError) as e:
-            self.notify(f"{label(row)}: {e}" if isinstance(e, OSError) else str(e), severity="error")
+            said = str(e)  # the store's line names the run when the run is the reason ("run X: running; ...")
+            self.notify(said if said.startswith(f"run {row['id']}") else f"cannot {verb} {label(row)}: {said}",
+                        severity="error")
             return
         self.notify(message)
         self.post_message(RefreshRuns())
