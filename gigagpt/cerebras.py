@@ -23,54 +23,16 @@ import psutil  # noqa: E402
 import torch  # noqa: E402
 
 import gigagpt  # noqa: E402
-from gigagpt.config import (REPO, Config, ConfigError, check_cluster, dataset_info, from_dict, load_config,  # noqa: E402
+from gigagpt.batches import eval_batches, train_batches, zero_batches  # noqa: E402
+from gigagpt.config import (REPO, Config, ConfigError, check_cluster, dataset_info, load_config,  # noqa: E402
                             to_dict, to_toml)
 from gigagpt.model import GPT  # noqa: E402
 from gigagpt.plan import flops_per_token, param_count, tokens_per_step  # noqa: E402
+from gigagpt.store.checkpoints import Unloadable, newest_loadable, no_checkpoint, prune_checkpoints  # noqa: E402
+from gigagpt.store.failed import writing  # noqa: E402
 from gigagpt.store.files import RunError  # noqa: E402
-from gigagpt.store.writer import (RunWriter, Unloadable, newest_loadable, no_checkpoint, prune_checkpoints,  # noqa: E402
-                                  writing)
-from gigagpt.train import draw_windows, load_windows, open_split, watch_stop_signals  # noqa: E402
-
-CPU = torch.device("cpu")
-
-
-# ---------------------------------------------------------------------------- data (runs on the workers)
-
-def train_batches(cfg_dict: dict, dataset: str, start: int, steps: int):
-    """The torch trainer's windows for steps start+1 .. start+steps: one generator seeded with
-    train.seed, fast-forwarded past `start` steps, so a resumed run continues the same data order.
-    On a cluster each streaming worker yields its system's share of every batch."""
-    import cerebras.pytorch.distributed as cdist
-
-    cfg = from_dict(cfg_dict)
-    t, data = cfg.train, open_split(Path(dataset), "train")
-    gen = torch.Generator().manual_seed(t.seed)
-    for _ in range(start):
-        draw_windows(data, cfg, t.grad_accum, gen)
-    for _ in range(steps):
-        starts = draw_windows(data, cfg, t.grad_accum, gen).reshape(-1)
-        if cdist.is_streamer():
-            n, r = cdist.num_streamers(), cdist.get_streaming_rank()
-            starts = starts[r * len(starts) // n:(r + 1) * len(starts) // n]
-        yield load_windows(data, starts, cfg.model.block_size, CPU)
-
-
-def eval_batches(cfg_dict: dict, dataset: str):
-    """The torch trainer's fixed validation batches (eval_steps of them, seed + 1)."""
-    cfg = from_dict(cfg_dict)
-    data = open_split(Path(dataset), "val")
-    gen = torch.Generator().manual_seed(cfg.train.seed + 1)
-    for starts in draw_windows(data, cfg, cfg.train.eval_steps, gen):
-        yield load_windows(data, starts, cfg.model.block_size, CPU)
-
-
-def zero_batches(cfg_dict: dict):
-    """check-csx: any tokens do for lowering; only the shapes matter."""
-    cfg = from_dict(cfg_dict)
-    x = torch.zeros(cfg.train.batch_size * cfg.train.grad_accum, cfg.model.block_size, dtype=torch.int64)
-    while True:
-        yield x, x
+from gigagpt.store.writer import RunWriter  # noqa: E402
+from gigagpt.train import watch_stop_signals  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- model and optimizer

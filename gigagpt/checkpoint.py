@@ -10,8 +10,9 @@ import torch
 
 from gigagpt import dist
 from gigagpt.config import to_dict
+from gigagpt.store.checkpoints import Unloadable, newest_loadable, prune_checkpoints
+from gigagpt.store.failed import ErrorRecorder, writing
 from gigagpt.store.files import RunError, atomic_write, os_reason
-from gigagpt.store.writer import ErrorRecorder, Unloadable, newest_loadable, prune_checkpoints, writing
 
 TRAIN_KEYS = ("model", "optimizer", "step", "tokens", "best_val", "config", "rng")
 EXTRA_KEYS = ("step", "tokens", "best_val", "config", "rng")  # a .dcp's extra.pt: no weights
@@ -81,7 +82,7 @@ def load(path: Path, keys=TRAIN_KEYS) -> dict:
 
 def restore(run_dir: Path, cfg, parallel: str, model, raw_model, optimizer, data_gen, device, rank: int, world: int):
     """Load the newest checkpoint that loads into the model, optimizer and RNGs: (path, state,
-    skipped) as store.writer.newest_loadable gives them. Every rank tries the same checkpoints in
+    skipped) as store.checkpoints.newest_loadable gives them. Every rank tries the same checkpoints in
     the same order and they agree on each (one all-reduce), so a file one rank cannot read is
     skipped by all. A checkpoint this trainer must not use (another backend's, another [model])
     is a RunError, not skipped."""

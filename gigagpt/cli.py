@@ -207,7 +207,7 @@ def cmd_sample(args) -> int:
     from gigagpt.model import GPT
     from gigagpt.store.files import RunError
     from gigagpt.store.layout import checkpoints
-    from gigagpt.store.writer import Unloadable, newest_loadable
+    from gigagpt.store.checkpoints import Unloadable, newest_loadable
     from gigagpt.tokenizer import get_tokenizer
     from gigagpt.train import pick_device
 
@@ -251,6 +251,9 @@ def cmd_sample(args) -> int:
     enc = get_tokenizer()
     eot = enc.eot_token
     ids = enc.encode_ordinary(args.prompt) if args.prompt else [eot]
+    if max(ids) >= model.cfg.vocab_size:  # a model trained on a smaller vocabulary than GPT-2's
+        raise RunError(f"{path.name}: its model has {model.cfg.vocab_size} token ids, and the GPT-2 "
+                       f"tokenizer gives the prompt id {max(ids)}; it cannot be sampled with this tokenizer")
     gen = torch.Generator(device=device).manual_seed(args.seed)
     out = sys.stdout.buffer  # UTF-8 whatever the locale; bad bytes (a prompt's too) as U+FFFD
 

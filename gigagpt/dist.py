@@ -13,7 +13,8 @@ import torch.distributed as dist
 
 from gigagpt.config import Config
 from gigagpt.model import build_model, build_on_meta, init_parameter
-from gigagpt.store.writer import prune_checkpoints, writing
+from gigagpt.store.checkpoints import prune_checkpoints
+from gigagpt.store.failed import writing
 
 
 def setup() -> tuple[int, int, int]:

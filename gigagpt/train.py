@@ -11,21 +11,22 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import psutil
 import torch
 
 import gigagpt
 from gigagpt import checkpoint, dist
+from gigagpt.batches import draw_windows, load_windows, my_share, open_split
 from gigagpt.config import Config, ConfigError, cache_dir, dataset_info, to_dict, to_toml
 from gigagpt.model import build_model
 from gigagpt.plan import (check_world, choose_parallel, flops_per_token, param_count, peak_for_device_name,
                           tokens_per_step)
 from gigagpt.store.files import RunError, write_json
-from gigagpt.store.writer import RunWriter, no_checkpoint
+from gigagpt.store.checkpoints import no_checkpoint
+from gigagpt.store.writer import RunWriter
 
 
-# ---------------------------------------------------------------------------- device and data
+# ---------------------------------------------------------------------------- device
 
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
@@ -35,39 +36,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--device mps: no Apple MPS device is available")
     return torch.device(name)
-
-
-def open_split(dataset_dir: Path, split: str) -> np.memmap:
-    return np.memmap(Path(dataset_dir) / f"{split}.bin", dtype=np.uint16, mode="r")
-
-
-def draw_windows(data: np.memmap, cfg: Config, n_micro: int, gen: torch.Generator) -> torch.Tensor:
-    """Start offsets of one optimizer step's windows, shape (n_micro, batch_size), for the whole
-    job. Every rank draws the same offsets from its own identically seeded generator (whose
-    state is checkpointed) and reads only its share: the data order is the same at any scale."""
-    high = len(data) - cfg.model.block_size
-    return torch.randint(high, (n_micro, cfg.train.batch_size), generator=gen)
-
-
-def my_share(ix: torch.Tensor, rank: int, world: int) -> torch.Tensor:
-    """This rank's part of a (micro-steps, batch) grid of windows: a slice of each micro-batch
-    when batch_size divides evenly, else whole micro-steps (gradient accumulation split), else
-    (only for evaluation) all of it: the mean over ranks is then still the global mean."""
-    n_micro, batch = ix.shape
-    if batch % world == 0:
-        return ix[:, rank * batch // world:(rank + 1) * batch // world]
-    if n_micro % world == 0:
-        return ix[rank * n_micro // world:(rank + 1) * n_micro // world]
-    return ix
-
-
-def load_windows(data: np.memmap, starts: torch.Tensor, block_size: int, device):
-    starts = starts.tolist()
-    x = torch.from_numpy(np.stack([data[i:i + block_size] for i in starts]).astype(np.int64))
-    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in starts]).astype(np.int64))
-    if device.type == "cuda":
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-    return x.to(device), y.to(device)
 
 
 # ---------------------------------------------------------------------------- optimisation
