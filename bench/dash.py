@@ -10,7 +10,6 @@
 """
 import argparse
 import asyncio
-import json
 import os
 import socket
 import statistics
@@ -139,7 +138,7 @@ def follow_cpu(root: Path, seconds: float, size: str, rate: int = 20) -> float:
     finally:
         writer.kill()
         writer.wait()
-    line = next((l for l in out.stdout.splitlines() if l.startswith("cpu ")), None)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("cpu ")), None)
     if line is None:
         raise SystemExit(f"follower failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     return float(line.split()[1])

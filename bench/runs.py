@@ -15,7 +15,6 @@ written): a cold disk adds its read time.
 """
 import argparse
 import json
-import os
 import socket
 import statistics
 import subprocess

@@ -1,13 +1,14 @@
 """The runs screen, the compare screen and the sample modal, driven with Pilot on real run
 directories from real tiny trainings (tests/conftest.py: past_runs)."""
 import csv
-import re
 import json
+import re
 import shutil
 import signal
 import subprocess
 import sys
 
+from test_dash_app import SAFETY_TIMEOUT, no_leftover_processes, run, wait_for  # noqa: F401 - an autouse fixture
 from textual.widgets import DataTable, Input, Static
 
 from app import launch
@@ -20,7 +21,6 @@ from app.screens.sample import SampleScreen
 from gigagpt.store.layout import checkpoints
 from gigagpt.store.meta import read_meta
 from gigagpt.store.metrics import load_metrics
-from test_dash_app import SAFETY_TIMEOUT, no_leftover_processes, run, wait_for  # noqa: F401 - an autouse fixture
 
 LOCK_HOLDER = """
 import sys, time
@@ -275,7 +275,8 @@ def test_export_csv_and_tensorboard(past_runs, tmp_path):
             assert "inside run done" in str(app.screen.query_one("#ask-error", Static).content)
             await answer(pilot, app, str(tmp_path / "done.csv"))
             await app.workers.wait_for_complete()
-            rows = list(csv.DictReader(open(tmp_path / "done.csv")))
+            with open(tmp_path / "done.csv") as f:
+                rows = list(csv.DictReader(f))
             assert {r["run"] for r in rows} == {"done"} and any(r["metric"] == "val_loss" for r in rows)
 
             await go_to(pilot, runs, "stopped")

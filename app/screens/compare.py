@@ -92,7 +92,8 @@ class CompareScreen(ChartKeys, Screen):
             table.add_row(Text(name, style="bold"), *[cell(value(s)) for s in summaries])
         problems = [s["problem"] or s["failure"] for s in summaries]
         if any(problems):
-            table.add_row(Text("problem", style="bold red"), *[cell(p and shorten(printable(p), 60), "red") for p in problems])
+            table.add_row(Text("problem", style="bold red"),
+                          *[cell(p and shorten(printable(p), 60), "red") for p in problems])
         for key, values in diff:
             table.add_row(cell(key), *[cell(config_value(v)) for v in values])
         if not diff:

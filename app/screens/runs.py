@@ -309,5 +309,6 @@ class RunsScreen(RunActions, Screen):
         from app.screens.compare import CompareScreen
 
         names = [r["name"] for r in chosen]
-        names = [n if names.count(n) == 1 else f"{n} ({printable(Path(r['root']).name)})" for n, r in zip(names, chosen)]
+        names = [n if names.count(n) == 1 else f"{n} ({printable(Path(r['root']).name)})"
+                 for n, r in zip(names, chosen)]
         self.app.push_screen(CompareScreen([Path(r["path"]) for r in chosen], names))
