@@ -493,3 +493,38 @@ def test_a_root_of_every_kind_of_damaged_run(past_runs, tmp_path):
             assert app.screen is runs
     run(go())
     assert watch.hangs == hangs, "a FIFO blocked the dashboard"
+
+
+def test_names_that_look_like_markup_or_escapes(tmp_path):
+    """Run names and ids are shown as text: `[/]` (which Textual markup would refuse), `[b]`,
+    escapes and bidi overrides never garble or break a table, a dialog, a header or a toast."""
+    root = tmp_path / "runs"
+    synthetic_run(root, "markup", name="[/] [b]loud[/b] [link=x]", created=1_700_000_000)
+    synthetic_run(root, "escapes", name="\x1b[2J\x1b]0;title\x07 \u202egnp.exe", created=1_700_000_100)
+    synthetic_run(root, "[b]odd-id", created=1_700_000_200)
+
+    async def go():
+        app = browser(root)
+        async with app.run_test(size=(120, 30)) as pilot:
+            runs = await open_browser(app, pilot)
+            assert cell(runs, "markup", "name") == "[/] [b]loud[/b] [link=x]"
+            assert cell(runs, "escapes", "name") == "[2J]0;title gnp.exe"
+            assert cell(runs, "[b]odd-id", "name") == "[b]odd-id"
+            for run_id in ("markup", "escapes", "[b]odd-id"):
+                await go_to(pilot, runs, run_id)
+                assert not CONTROL.search(str(runs.query_one("#run-detail", Static).content).replace("\n", " "))
+                await pilot.press("n")  # the rename dialog's title quotes the id
+                assert isinstance(app.screen, AskScreen)
+                await pilot.press("escape")
+                await pilot.press("d")  # the question quotes it too
+                assert isinstance(app.screen, ConfirmScreen)
+                await pilot.press("n")
+                await pilot.press("r")  # refused (no checkpoint): a toast that quotes it
+                await pilot.press("enter")
+                await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), "the live screen")
+                assert not CONTROL.search(str(app.screen.query_one("#run-header", Static).content))
+                await pilot.press("q")
+            await pilot.press("q")  # the launch screen's recent runs
+            table = app.screen.query_one("#runs", DataTable)
+            assert table.get_cell("markup", "run").plain.startswith("[/] [b]loud[/b]")
+    run(go())

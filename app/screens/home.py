@@ -104,7 +104,7 @@ class HomeScreen(Screen):
         table.add_column("mem/device", key="memory")
         table.add_column("fits", key="fits")
         for preset in self.presets:
-            table.add_row(preset.name, "", "", "", "", key=preset.name)
+            table.add_row(Text(preset.name), "", "", "", "", key=preset.name)  # a file name: not markup
         runs = self.query_one("#runs", DataTable)
         for name in RECENT_COLUMNS:
             runs.add_column(name, key=name)

@@ -60,7 +60,7 @@ class SampleScreen(ModalScreen):
             yield Static("[dim]ctrl+r / enter: generate · esc: cancel, then close[/dim]")
 
     def on_mount(self) -> None:
-        self.query_one("#sample").border_title = f"Sample from {self.title_text}"
+        self.query_one("#sample").border_title = Text(f"Sample from {self.title_text}")  # a name, not markup
         self.query_one("#s-prompt").focus()
         self.set_interval(0.2, self.tick)
 
