@@ -18,7 +18,7 @@ from app.messages import BrowseRuns, DevicesChanged, OpenRun, RefreshRuns, RunCl
 from app.tracker import RunTracker
 from gigagpt.config import runs_root
 from gigagpt.store.files import RunError
-from gigagpt.store.layout import find_run, runs_roots
+from gigagpt.store.layout import find_run, root_problem, runs_roots
 
 
 class DashApp(App):
@@ -43,6 +43,9 @@ class DashApp(App):
     def on_mount(self) -> None:
         from app.screens.home import HomeScreen
 
+        problem = root_problem(self.runs_root)  # not found: a new setup, made at the first launch
+        if problem and problem != "not found":
+            self.notify(f"runs root {self.runs_root}: {problem}", severity="error", timeout=10)
         for problem in self.root_problems:
             self.notify(problem, severity="warning", timeout=10)
         self.push_screen(HomeScreen())

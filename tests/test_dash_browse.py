@@ -528,3 +528,15 @@ def test_names_that_look_like_markup_or_escapes(tmp_path):
             table = app.screen.query_one("#runs", DataTable)
             assert table.get_cell("markup", "run").plain.startswith("[/] [b]loud[/b]")
     run(go())
+
+
+def test_a_runs_root_that_is_a_file_says_so(tmp_path):
+    (tmp_path / "runs").write_text("not a directory")
+
+    async def go():
+        app = browser(tmp_path / "runs")
+        async with app.run_test(size=(100, 30)) as pilot:
+            runs = await open_browser(app, pilot)
+            assert "runs root" in str(runs.query_one("#run-detail", Static).content)
+            assert "not a directory" in str(runs.query_one("#run-detail", Static).content)
+    run(go())

@@ -19,6 +19,7 @@ from app.cells import cell, short, started, status_cell
 from app.messages import OpenRun, RunsChanged
 from app.screens.run_actions import RunActions
 from gigagpt.listing import fmt_duration, fmt_loss, fmt_step, fmt_time, human_count, matches, note, sort_rows
+from gigagpt.store.layout import root_problem
 from gigagpt.store.meta import printable
 from gigagpt.store.summary import STATUSES
 
@@ -202,7 +203,10 @@ class RunsScreen(RunActions, Screen):
             if not self.loaded:
                 detail.update(Text("reading the runs roots…", style="dim"))
             elif not self.rows:
-                detail.update(Text(f"no runs in {where} yet: launch one from the launch screen (q)"))
+                problem = root_problem(self.app.runs_root)  # "not found" is a new setup's: no runs yet
+                detail.update(Text(f"runs root {printable(str(self.app.runs_root))}: {problem}", style="bold red")
+                              if problem and problem != "not found" else
+                              Text(f"no runs in {where} yet: launch one from the launch screen (q)"))
             else:
                 detail.update(Text(f"no run of {len(self.rows)} matches the filter and status "
                                    f"{self.status_filter} (f changes it)"))
