@@ -2,6 +2,7 @@
 # Set up .venv/ (reused when complete) and run gigagpt.
 #   ./run.sh          the dashboard, with the GPT-2 tokenizer and the Shakespeare dataset ready
 #   ./run.sh test     the test suite
+#   ./run.sh lint     ruff check (the house style; settings in pyproject.toml)
 #   ./run.sh ARGS...  any gigagpt command, e.g. ./run.sh train nano
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -25,6 +26,10 @@ case "${1:-}" in
     # The Cerebras backend's tests need the SDK's own environment (~6 GB, built once, then reused).
     scripts/cerebras-env.sh || echo "run.sh: no Cerebras SDK environment: its tests will be skipped" >&2
     exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  lint)
+    shift
+    exec "$VENV/bin/ruff" check "${@:-.}"
     ;;
   "")
     # The default job: a working tokenizer, the Shakespeare dataset, then the dashboard.

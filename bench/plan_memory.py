@@ -56,7 +56,8 @@ def main():
     ap.add_argument("--presets", nargs="+", default=["tiny", "nano"])
     ap.add_argument("--steps", type=int, default=3)
     args = ap.parse_args()
-    variants = [[], ["train.compile=true"], ["train.compile=false"], ["train.activation_checkpointing=true", "train.compile=false"],
+    variants = [[], ["train.compile=true"], ["train.compile=false"],
+                ["train.activation_checkpointing=true", "train.compile=false"],
                 ["train.dtype=float32", "train.compile=false"], ["train.dtype=float32", "train.compile=true"],
                 ["train.batch_size=4", "train.compile=true"]]
     print(f"{'preset':6s} {'variant':44s} {'planned':>10s} {'measured':>10s} {'error':>7s}")

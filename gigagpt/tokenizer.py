@@ -59,7 +59,7 @@ def get_tokenizer() -> tiktoken.Encoding:
     return _tiktoken_gpt2(path)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _from_ranks_file(path: str) -> tiktoken.Encoding:
     digest = sha256_file(path)
     if digest != RANKS_SHA256:

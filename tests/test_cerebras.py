@@ -10,11 +10,11 @@ import json
 import os
 import subprocess
 import time
-import tomllib
 
 import pytest
-
+import tomllib
 from conftest import REPO, gigagpt
+
 from gigagpt import rundir
 from gigagpt.config import CEREBRAS_ENV, ConfigError, from_dict, load_config, to_toml
 

@@ -1,8 +1,8 @@
 import pytest
-
-from conftest import REPO, gigagpt, write_dataset
-from gigagpt.config import ConfigError, apply_overrides, from_dict, load_config, parse_override, to_toml
 import tomllib
+from conftest import REPO, gigagpt, write_dataset
+
+from gigagpt.config import ConfigError, apply_overrides, from_dict, load_config, parse_override, to_toml
 
 PRESETS = ["tiny", "nano", "124m", "111m", "1p3b", "13b", "70b", "175b"]
 

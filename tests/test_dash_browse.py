@@ -181,7 +181,7 @@ def test_browse_sort_filter_select_compare_open(past_runs, tmp_path):
     run(go())
 
 
-def test_rename_tags_and_delete(past_runs, tmp_path, no_leftover_processes):
+def test_rename_tags_and_delete(past_runs, tmp_path, no_leftover_processes):  # noqa: F811 - the fixture imported above
     root = copy_runs(past_runs, tmp_path, "done", "failed", "crashed")
     # made to look alive: a process holding its lock is its "trainer" (meta.json says running)
     sleeper = hold_lock(root / "crashed", no_leftover_processes)

@@ -7,9 +7,8 @@ import sys
 import time
 
 import pytest
-import torch
-
 from conftest import REPO, gigagpt
+
 from gigagpt import rundir
 from gigagpt.config import load_config
 from gigagpt.plan import memory_estimate, param_count

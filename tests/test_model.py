@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import REPO
+
 from gigagpt.config import ModelConfig, TrainConfig, load_config
 from gigagpt.model import GPT, build_model, build_on_meta, count_parameters
 from gigagpt.plan import flops_per_token, param_count

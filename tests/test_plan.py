@@ -1,11 +1,21 @@
 import json
 
 import pytest
-
 from conftest import REPO, gigagpt
+
 from gigagpt.config import apply_overrides, load_config
-from gigagpt.plan import (DEVICE_PEAKS, USABLE, best_plan, fits, flops_per_token, memory_estimate, plan,
-                          smallest_world, step_seconds, tokens_per_step, valid_world)
+from gigagpt.plan import (
+    DEVICE_PEAKS,
+    best_plan,
+    fits,
+    flops_per_token,
+    memory_estimate,
+    plan,
+    smallest_world,
+    step_seconds,
+    tokens_per_step,
+    valid_world,
+)
 
 
 def preset(name, *overrides):

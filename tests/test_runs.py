@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import gigagpt, start_training
+
 from gigagpt import listing
 from gigagpt.store import curves, export, layout, metrics, scan, summary
 from gigagpt.store.files import RunError, write_json

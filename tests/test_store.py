@@ -203,7 +203,8 @@ def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
     assert p.read_bytes() == b"old" and [q.name for q in tmp_path.iterdir()] == ["ckpt.pt"]
 
 
-HOLD = "import sys, time; from gigagpt.store.lock import RunLock; RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)"
+HOLD = ("import sys, time; from gigagpt.store.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+        "print('held', flush=True); time.sleep(600)")
 
 
 def hold_lock(run_dir):
@@ -262,7 +263,8 @@ def test_delete_only_what_the_store_recognises(tmp_path, monkeypatch):
     (project_in_root / "src").mkdir(parents=True)
     (project_in_root / "config.toml").write_text("mine")
     roots = [root]
-    refusals = [(outside, "not a run of a runs root"), (project_in_root, "not a run of a runs root"), (renamed, "names run 'other'"), (root, "holds the runs root"),
+    refusals = [(outside, "not a run of a runs root"), (project_in_root, "not a run of a runs root"),
+                (renamed, "names run 'other'"), (root, "holds the runs root"),
                 (tmp_path, "holds the runs root"), (root / "link", "symlink")]
     for path, why in refusals:
         with pytest.raises(RunError, match=why):

@@ -10,7 +10,6 @@ import pytest
 from gigagpt import tokenizer
 from gigagpt.tokenizer import RANKS_SHA256, TokenizerError, get_tokenizer
 
-
 REPO = Path(__file__).resolve().parent.parent
 
 

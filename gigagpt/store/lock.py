@@ -31,7 +31,7 @@ class RunLock:
         self.path = Path(run_dir) / LOCK_FILE
         self.fd: int | None = None
 
-    def acquire(self, what: str = "train", wait: float = 2.0) -> "RunLock":
+    def acquire(self, what: str = "train", wait: float = 2.0) -> RunLock:
         """Take the lock or raise RunError naming its holder. Readers probe it with a shared lock
         for a moment, so a busy lock is retried for `wait` seconds before giving up."""
         try:

@@ -13,10 +13,10 @@ Memory stays bounded: files are read in chunks, and roll-backs are found by a fi
 from __future__ import annotations
 
 import bisect
-from array import array
 import json
 import math
 import os
+from array import array
 from pathlib import Path
 
 from gigagpt.store.files import open_regular
@@ -134,7 +134,7 @@ class Rollbacks:
         self.cut.append(step)
 
     @classmethod
-    def of(cls, path: Path, offset: int = 0, end: int | None = None) -> "Rollbacks":
+    def of(cls, path: Path, offset: int = 0, end: int | None = None) -> Rollbacks:
         found = cls()
         for start, data in chunks(path, offset, end):
             for at, rec in lines_with(data, RESUME_NEEDLES):

@@ -114,7 +114,7 @@ class Columns:
         """Drop rows with step > `step` (steps only grow within what is kept)."""
         self.truncate(int(np.searchsorted(self.col("step"), step, side="right")))
 
-    def concat(self, later: "Columns") -> "Columns":
+    def concat(self, later: Columns) -> Columns:
         out = Columns(self.names)
         out.n = self.n + later.n
         out._data = {k: np.concatenate([self.col(k), later.col(k)]) for k in self.names}
@@ -153,7 +153,7 @@ class Series:
         self.train.extend(train)
         self.evals.extend(evals)
 
-    def then(self, later: "Series") -> "Series":
+    def then(self, later: Series) -> Series:
         """This (earlier part of the file) followed by `later`, whose resumes cut into this."""
         if later.resume_steps:
             self.train.cut_after_step(min(later.resume_steps))
