@@ -391,3 +391,16 @@ def test_a_bad_run_argument_is_one_line_before_the_screen(tmp_path):
         assert r.returncode == 2 and len(lines) == 1 and says in lines[0], r.stderr
         assert lines[0].startswith("gigagpt dash: error: --run: run "), r.stderr
         assert "Traceback" not in r.stderr and not r.stdout
+
+
+def test_two_launches_in_the_same_second_get_two_directories(tmp_path, dataset):
+    """launch.launch makes its run directory with the store's new_run_dir (an exclusive mkdir):
+    launched twice at once under one name, the trainers never share a directory."""
+    tiny = next(p for p in launch.find_presets() if p.name == "tiny")
+    overrides = launch.config_from_form(tiny, "walk", launch.form_values(tiny.cfg))[1]
+    root = tmp_path / "runs"
+    dirs = [launch.launch(tiny, overrides, "twin", launch.cpu_device(), root) for _ in range(3)]
+    assert len(set(dirs)) == 3, dirs  # twin-<second>, twin-<second>-2, ... (or a new second)
+    assert all(d.parent == root.resolve() and d.name.startswith("twin-") for d in dirs)
+    assert all((d / "train.log").is_file() for d in dirs)  # each trainer's output goes to its own log
+    assert [p.run_dir for p in launch.STARTED] == dirs
