@@ -2,6 +2,7 @@
 and for a resume the newest one that loads (docs/run-format.md, "Checkpoints")."""
 from __future__ import annotations
 
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -118,6 +119,9 @@ def _load_into(path, cfg, parallel, model, raw_model, optimizer, data_gen, devic
                        f"{'with parallel = fsdp under torchrun' if path.suffix == '.dcp' else 'without FSDP'} "
                        f"(this process group: {parallel})")
     state = load(path / "extra.pt", EXTRA_KEYS) if path.suffix == ".dcp" else load(path)
+    bad = _bad_counts(state)
+    if bad:
+        raise Unloadable(f"not a gigagpt checkpoint ({bad})")
     if state["config"]["model"] != to_dict(cfg)["model"]:
         raise RunError(f"{path.name}: the [model] section differs from the checkpoint's; "
                        "a resumed run can change [train] keys only")
@@ -133,11 +137,21 @@ def _load_into(path, cfg, parallel, model, raw_model, optimizer, data_gen, devic
             cuda_rngs = state["rng"]["cuda"]
             torch.cuda.set_rng_state(cuda_rngs[rank] if rank < len(cuda_rngs) else cuda_rngs[0], device)
         data_gen.set_state(state["rng"]["data"])
-        for key in ("step", "tokens"):
-            if isinstance(state[key], bool) or not isinstance(state[key], int) or state[key] < 0:
-                raise ValueError(f"{key} = {state[key]!r}")
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # noqa: BLE001 - a sharded load wraps errors in a BaseException
         raise Unloadable(f"does not fit this model and optimizer ({brief(e)})") from None
     return state
+
+
+def _bad_counts(state: dict) -> str | None:
+    """What is wrong with the step, token count or carried logging interval, or None."""
+    def count(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    if not (count(state["step"]) and count(state["tokens"])):
+        return f"step = {state['step']!r}, tokens = {state['tokens']!r}"
+    log_steps, log_sum = state.get("log_steps", 0), state.get("log_loss_sum", 0.0)
+    if not (count(log_steps) and log_steps <= state["step"] and isinstance(log_sum, float) and math.isfinite(log_sum)):
+        return f"log_steps = {log_steps!r}, log_loss_sum = {log_sum!r}"
+    return None

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import REPO, gigagpt
+from gigagpt.config import CEREBRAS_ENV
 from gigagpt.store.layout import checkpoints
 from gigagpt.store.lock import HOST, RunLock, liveness
 from gigagpt.store.meta import read_meta
@@ -364,3 +365,35 @@ def test_the_heartbeat_survives_write_errors(walk512, tmp_path, small_disk):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert read_meta(run).status == "stopped"
+
+
+# ---------------------------------------------------------------------------- the Cerebras trainer
+
+@pytest.mark.skipif(not (CEREBRAS_ENV / "bin" / "python").exists(),
+                    reason="no Cerebras SDK environment: run scripts/cerebras-env.sh")
+def test_cerebras_resume_falls_back_past_a_damaged_checkpoint(walk512, tmp_path, monkeypatch):
+    """The SDK's trainer (CPU target) on the same writer: a truncated newest .mdl is skipped and set
+    aside; with none left that loads, resume refuses with one line and writes nothing."""
+    settings = tmp_path / "gigagpt.toml"  # the user's cluster settings stay out of it
+    settings.write_text("")
+    monkeypatch.setenv("GIGAGPT_SETTINGS", str(settings))
+    run = tmp_path / "csx"
+    args = ["train", "tiny", "--backend", "cerebras", "--set", f"data.dataset={walk512}", *BASE,
+            "--set", "cerebras.target=CPU", "--set", "train.dtype=float32", "--set", "train.checkpoint_interval=2",
+            "--run-dir", run, "--stop-at", "4"]
+    gigagpt(*args, timeout=300)
+    assert [p.name for p in checkpoints(run)] == ["step_00000002.mdl", "step_00000004.mdl"]
+    newest = run / "checkpoints" / "step_00000004.mdl"
+    newest.write_bytes(newest.read_bytes()[:4096])
+    proc = gigagpt("resume", run, "--stop-at", "3", timeout=300)
+    assert "resumed from step_00000002.mdl at step 2" in proc.stdout
+    skipped = [r for r in load_metrics(run) if r.get("event") == "checkpoint_skipped"]
+    assert [(r["checkpoint_step"], r["step"]) for r in skipped] == [(4, 2)] and "unreadable" in skipped[0]["reason"]
+    assert (run / "checkpoints" / "step_00000004.mdl.skipped").is_file()
+    assert read_meta(run).status == "stopped" and read_meta(run).step == 3
+    for ckpt in checkpoints(run):
+        ckpt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    before = (run / "metrics.jsonl").read_bytes(), (run / "meta.json").read_bytes()
+    proc = gigagpt("resume", run, check=False, timeout=300)
+    assert proc.returncode == 2 and "no checkpoint loads" in proc.stderr and "Traceback" not in proc.stderr
+    assert ((run / "metrics.jsonl").read_bytes(), (run / "meta.json").read_bytes()) == before
