@@ -16,8 +16,11 @@ EVAL_NEEDLES = (b'"kind":"eval"', b'"kind": "eval"')
 TRAIN_NEEDLES = (b'"kind":"train"', b'"kind": "train"')
 OTHER_NEEDLES = (b'"kind":"checkpoint"', b'"kind": "checkpoint"', b'"kind":"event"', b'"kind": "event"')
 # a train line as the trainer writes it: good without parsing (its values are checked when read)
-NUMBER = rb"(?:null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
-TRAINER_LINE = re.compile(rb'^\{"kind":"train","step":(?:0|[1-9][0-9]{0,15})(?:,"[a-z_]{1,32}":' + NUMBER + rb")*\}$", re.M)
+# a train line as the trainer writes it: good without parsing (its values are checked when read);
+# possessive quantifiers: a line that fails is given up at once, not backtracked through
+NUMBER = rb"(?:null|-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?(?:[eE][-+]?[0-9]++)?)"
+TRAINER_LINE = re.compile(rb'^\{"kind":"train","step":(?:0|[1-9][0-9]{0,15})(?:,"[a-z_]{1,32}+":' + NUMBER
+                          + rb")*+\}$", re.M)
 LAST_KEYS = ("step", "loss", "tokens", "tok_s", "time")
 FRESH = {"inode": None, "offset": 0, "last": None, "val": None, "best_val": None, "eval_step": None,
          "bad_lines": 0, "problem": None}
