@@ -9,9 +9,11 @@ import time
 import pytest
 from conftest import REPO, gigagpt
 
-from gigagpt import rundir
 from gigagpt.config import load_config
 from gigagpt.plan import memory_estimate, param_count
+from gigagpt.store.layout import checkpoints
+from gigagpt.store.meta import read_meta
+from gigagpt.store.metrics import load_metrics
 
 # fp32 so that 1 and 2 processes agree to 1e-5 (bf16 rounding would differ between the layouts).
 ARGS = ["--set", "train.log_interval=1", "--set", "train.warmup_steps=2", "--set", "train.eval_steps=2",
@@ -20,7 +22,7 @@ ARGS = ["--set", "train.log_interval=1", "--set", "train.warmup_steps=2", "--set
 
 
 def losses(run, kind="train", key="loss"):
-    return {r["step"]: r[key] for r in rundir.load_metrics(run) if r["kind"] == kind}
+    return {r["step"]: r[key] for r in load_metrics(run) if r["kind"] == kind}
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +41,9 @@ def test_two_processes_match_one(dataset, tmp_path, single, parallel, extra):
         gigagpt("train", "tiny", "--set", f"data.dataset={dataset}", *ARGS, *extra, "--run-dir", single)
     gigagpt("train", "tiny", "--set", f"data.dataset={dataset}", *ARGS, *extra,
             "--set", f"train.parallel={parallel}", "--nproc", "2", "--run-dir", run)
-    meta = rundir.read_meta(run)
+    meta = read_meta(run).raw
     assert meta["world_size"] == 2 and meta["status"] == "completed"
-    start = next(r for r in rundir.load_metrics(run) if r.get("event") == "start")
+    start = next(r for r in load_metrics(run) if r.get("event") == "start")
     assert start["parallel"] == parallel and start["world_size"] == 2
     one, two = losses(single), losses(run)
     assert sorted(two) == list(range(1, 9))
@@ -49,7 +51,7 @@ def test_two_processes_match_one(dataset, tmp_path, single, parallel, extra):
         assert abs(one[step] - two[step]) < 1e-5, (step, one[step], two[step])
     for step, v in losses(single, "eval", "val_loss").items():
         assert abs(v - losses(run, "eval", "val_loss")[step]) < 1e-5
-    assert (rundir.checkpoints(run)[-1].suffix == ".dcp") == (parallel == "fsdp")
+    assert (checkpoints(run)[-1].suffix == ".dcp") == (parallel == "fsdp")
 
 
 def test_fsdp_sigterm_and_resume_continue_exactly(dataset, tmp_path):
@@ -62,19 +64,19 @@ def test_fsdp_sigterm_and_resume_continue_exactly(dataset, tmp_path):
         deadline = time.time() + 180
         while time.time() < deadline and len(losses(run)) < 3:
             time.sleep(0.2)
-        os.kill(rundir.read_meta(run)["pid"], signal.SIGTERM)  # what the dashboard's stop does: rank 0
+        os.kill(read_meta(run).pid, signal.SIGTERM)  # what the dashboard's stop does: rank 0
         assert proc.wait(timeout=120) == 0
     finally:
         proc.kill()
-    meta = rundir.read_meta(run)
+    meta = read_meta(run).raw
     stopped = meta["step"]
-    assert meta["status"] == "stopped" and rundir.checkpoints(run)[-1].name == f"step_{stopped:08d}.dcp"
+    assert meta["status"] == "stopped" and checkpoints(run)[-1].name == f"step_{stopped:08d}.dcp"
     proc = gigagpt("resume", run, "--nproc", "1", check=False)
     assert proc.returncode == 2 and "sharded" in proc.stderr
     gigagpt("resume", run, "--stop-at", stopped + 1)  # two processes again, by default
-    assert rundir.read_meta(run)["world_size"] == 2
+    assert read_meta(run).world_size == 2
     gigagpt("resume", run, "--stop-at", stopped + 2, "--nproc", "4")  # DCP reshards 2 -> 4
-    assert rundir.read_meta(run)["world_size"] == 4
+    assert read_meta(run).world_size == 4
     fresh = tmp_path / "fresh"
     gigagpt(*args, "--run-dir", fresh, "--stop-at", stopped + 2)
     resumed, reference = losses(run), losses(fresh)
