@@ -15,8 +15,9 @@ import pytest
 import tomllib
 from conftest import REPO, gigagpt
 
-from gigagpt import rundir
 from gigagpt.config import CEREBRAS_ENV, ConfigError, from_dict, load_config, to_toml
+from gigagpt.store.layout import checkpoints
+from gigagpt.store.metrics import load_metrics
 
 needs_sdk = pytest.mark.skipif(not (CEREBRAS_ENV / "bin" / "python").exists(),
                                reason="no Cerebras SDK environment: run scripts/cerebras-env.sh")
@@ -82,12 +83,12 @@ def test_tiny_trains_on_the_sdk_cpu_target_and_resumes(dataset, tmp_path):
     meta = json.loads((run / "meta.json").read_text())
     assert meta["status"] == "stopped" and meta["step"] == 5 and meta["device"] == "cerebras-cpu"
     assert meta["versions"]["cerebras_pytorch"] == "2.10.0" and meta["versions"]["torch"].startswith("2.4.0")
-    assert [p.name for p in rundir.checkpoints(run)] == ["step_00000004.mdl", "step_00000005.mdl"]
+    assert [p.name for p in checkpoints(run)] == ["step_00000004.mdl", "step_00000005.mdl"]
     assert (run / "checkpoints" / "step_00000005.mdl").read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"  # cstorch.save
 
     proc = gigagpt("resume", run)
     assert "resumed from step_00000005.mdl at step 5" in proc.stdout
-    records = rundir.load_metrics(run)
+    records = load_metrics(run)
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == list(range(1, 9))
     for key in ("loss", "lr", "grad_norm", "tokens", "tok_s", "mfu", "step_time", "rss", "mem_alloc", "mem_peak"):
@@ -100,7 +101,7 @@ def test_tiny_trains_on_the_sdk_cpu_target_and_resumes(dataset, tmp_path):
     assert [r["step"] for r in records if r["kind"] == "checkpoint"] == [2, 4, 5, 6, 8]
     events = [r["event"] for r in records if r["kind"] == "event"]
     assert events == ["start", "stopped", "resume", "start", "completed"]
-    assert [p.name for p in rundir.checkpoints(run)] == ["step_00000006.mdl", "step_00000008.mdl"]
+    assert [p.name for p in checkpoints(run)] == ["step_00000006.mdl", "step_00000008.mdl"]
     meta = json.loads((run / "meta.json").read_text())
     assert meta["status"] == "completed" and meta["step"] == 8 and meta["world_size"] == 1
     assert 'backend = "cerebras"' in (run / "config.toml").read_text()
