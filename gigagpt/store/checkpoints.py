@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from gigagpt.store.failed import writing
-from gigagpt.store.files import RunError
-from gigagpt.store.layout import checkpoints
+from gigagpt.store.files import RunError, os_reason
+from gigagpt.store.layout import checkpoints, entries
 
 
 class Unloadable(RunError):
@@ -34,10 +35,29 @@ def newest_loadable(run_dir: Path, load) -> tuple[Path | None, object, list[tupl
     skipped = []
     for path in reversed(checkpoints(run_dir)):
         try:
+            why = not_files(path)
+            if why:
+                raise Unloadable(why)
             return path, load(path), skipped
         except Unloadable as e:
             skipped.append((path, str(e)))
     return None, None, skipped
+
+
+def not_files(path: Path) -> str | None:
+    """Why a checkpoint is not plain files a loader may open, or None: a FIFO would block the
+    open for ever, a directory, a device or a symlink loop would fail inside the loader. A .dcp
+    is a directory of files."""
+    names = entries(path) if path.suffix == ".dcp" else [""]
+    if names is None:
+        return "unreadable (not a directory)"
+    for name in names:
+        try:
+            if not stat.S_ISREG(os.stat(path / name if name else path).st_mode):
+                return f"unreadable ({name or path.name} is not a regular file)"
+        except (OSError, ValueError) as e:
+            return f"unreadable ({os_reason(e) if isinstance(e, OSError) else e})"
+    return None
 
 
 def no_checkpoint(run_dir: Path, skipped: list[tuple[Path, str]]) -> RunError:
