@@ -205,9 +205,9 @@ def cmd_sample(args) -> int:
 
     from gigagpt.checkpoint import brief, load
     from gigagpt.model import GPT
+    from gigagpt.store.checkpoints import Unloadable, newest_loadable
     from gigagpt.store.files import RunError
     from gigagpt.store.layout import checkpoints
-    from gigagpt.store.checkpoints import Unloadable, newest_loadable
     from gigagpt.tokenizer import get_tokenizer
     from gigagpt.train import pick_device
 
@@ -266,7 +266,7 @@ def cmd_sample(args) -> int:
         utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         write(("" if i == 0 else "\n" + "-" * 40 + "\n") + args.prompt)
 
-        def show(token):
+        def show(token, utf8=utf8):  # this sample's decoder
             if token < enc.n_vocab:  # ids past the tokenizer's (vocab padding) print nothing
                 write(utf8.decode(enc.decode_single_token_bytes(token)))
 

@@ -19,12 +19,10 @@ from gigagpt import checkpoint, dist
 from gigagpt.batches import draw_windows, load_windows, my_share, open_split
 from gigagpt.config import Config, ConfigError, cache_dir, dataset_info, to_dict, to_toml
 from gigagpt.model import build_model
-from gigagpt.plan import (check_world, choose_parallel, flops_per_token, param_count, peak_for_device_name,
-                          tokens_per_step)
-from gigagpt.store.files import RunError, write_json
+from gigagpt.plan import check_world, choose_parallel, flops_per_token, param_count, peak_for_device_name, tokens_per_step
 from gigagpt.store.checkpoints import no_checkpoint
+from gigagpt.store.files import RunError, write_json
 from gigagpt.store.writer import RunWriter
-
 
 # ---------------------------------------------------------------------------- device
 

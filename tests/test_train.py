@@ -7,8 +7,8 @@ import time
 
 import pytest
 import torch
-
 from conftest import REPO, gigagpt
+
 from gigagpt.store.curves import load_curves
 from gigagpt.store.layout import checkpoints
 from gigagpt.store.meta import read_meta
@@ -16,7 +16,8 @@ from gigagpt.store.metrics import Reader, load_metrics
 from gigagpt.store.summary import run_status
 
 # tiny, made smaller still so each run takes a few seconds; every step logged.
-FAST = ["--set", "train.log_interval=1", "--set", "train.warmup_steps=2", "--set", "train.eval_steps=2", "--set", "model.block_size=32"]
+FAST = ["--set", "train.log_interval=1", "--set", "train.warmup_steps=2", "--set", "train.eval_steps=2",
+        "--set", "model.block_size=32"]
 
 
 def train_args(dataset, *extra):
@@ -142,7 +143,7 @@ def test_sigkill_is_crashed_and_resume_rolls_back(dataset, tmp_path):
     logged = max(losses(run))
     assert logged > last_ckpt  # steps after the checkpoint were logged and will be recomputed
     with open(run / "metrics.jsonl", "a") as f:  # a line the kill tore in half
-        f.write('{"kind":"train","step":%d,"loss":1.5,"lr":0.1,"ti' % (logged + 1))
+        f.write(f'{{"kind":"train","step":{logged + 1},"loss":1.5,"lr":0.1,"ti')
     gigagpt("resume", run, "--stop-at", logged + 2)
     steps = [r["step"] for r in load_metrics(run) if r["kind"] == "train"]
     assert steps == list(range(1, logged + 3))

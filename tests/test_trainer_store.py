@@ -10,8 +10,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from conftest import REPO, gigagpt
+
 from gigagpt.config import CEREBRAS_ENV
 from gigagpt.store.layout import checkpoints
 from gigagpt.store.lock import HOST, RunLock, liveness

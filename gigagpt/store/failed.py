@@ -34,7 +34,7 @@ def os_error_in(exc: BaseException) -> OSError | None:
 
 
 @contextmanager
-def writing(what: str, recorder: "ErrorRecorder | None" = None):
+def writing(what: str, recorder: ErrorRecorder | None = None):
     """Turn a failed write inside into WriteFailed naming `what` (a path in the run directory)."""
     try:
         yield

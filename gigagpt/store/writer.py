@@ -97,11 +97,11 @@ class RunWriter:
         self.started = False
 
     @classmethod
-    def silent(cls, run_dir: Path) -> "RunWriter":
+    def silent(cls, run_dir: Path) -> RunWriter:
         return cls(run_dir, active=False)
 
     @classmethod
-    def claim(cls, run_dir: Path, new: bool) -> "RunWriter":
+    def claim(cls, run_dir: Path, new: bool) -> RunWriter:
         """Own `run_dir` before anything is written (RunError, nothing touched, when it is not ours):
         take its lock, then check under it that a new run's directory is empty (or holds only what
         a launcher puts there first), or that a resumed one is a run."""
