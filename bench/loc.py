@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CORE = ["gigagpt/model.py", "gigagpt/train.py"]
+CORE = ["gigagpt/model.py", "gigagpt/train.py", "gigagpt/batches.py", "gigagpt/checkpoint.py"]
 SCALE = ["gigagpt/dist.py", "gigagpt/config.py"]
-TOOLS = ["gigagpt/cerebras.py", "gigagpt/plan.py", "gigagpt/rundir.py", "gigagpt/cli.py", "gigagpt/prepare.py",
-         "gigagpt/tokenizer.py", "gigagpt/runs.py"]
+TOOLS = ["gigagpt/cerebras.py", "gigagpt/cerebras_sdk.py", "gigagpt/cerebras_launch.py", "gigagpt/plan.py", "gigagpt/cli.py",
+         "gigagpt/runs_cli.py", "gigagpt/sample.py", "gigagpt/listing.py", "gigagpt/prepare.py", "gigagpt/tokenizer.py"]
 
 
 def main():
@@ -20,6 +20,7 @@ def main():
                          capture_output=True, text=True, check=True).stdout
     loc = {row[1]: int(row[4]) for row in csv.reader(io.StringIO(out)) if len(row) > 4 and row[1].endswith(".py")}
     app = [f for f in loc if f.startswith("app/")]
+    store = [f for f in loc if f.startswith("gigagpt/store/")]
 
     def files(names):
         return ", ".join(f"`{Path(f).name}` {loc[f]}" for f in names)
@@ -27,7 +28,8 @@ def main():
     print("| part | files | code lines |\n|---|---|---|")
     print(f"| model + training loop | {files(CORE)} | **{sum(loc[f] for f in CORE)}** (gigaGPT's model + train: 352) |")
     print(f"| + many devices, configs | {files(SCALE)} | {sum(loc[f] for f in CORE + SCALE)} in all |")
-    print(f"| Cerebras backend, planner, run directory, CLI, data, runs | {files(TOOLS)} | {sum(loc[f] for f in TOOLS)} |")
+    print(f"| run store (`gigagpt/store/`, no torch) | {files(sorted(store))} | {sum(loc[f] for f in store)} |")
+    print(f"| Cerebras backend, planner, CLI, data | {files(TOOLS)} | {sum(loc[f] for f in TOOLS)} |")
     print(f"| dashboard (`app/`) | {len(app)} files | {sum(loc[f] for f in app)} |")
 
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import codecs
 import os
 import sys
 from pathlib import Path
 
-from gigagpt import rundir
-from gigagpt.config import ConfigError, from_dict, load_config, runs_root, validate
+from gigagpt.cerebras_launch import launch_cerebras
+from gigagpt.config import ConfigError, load_config, runs_root
+from gigagpt.store.files import RunError
+from gigagpt.store.meta import printable
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -97,7 +98,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from gigagpt.store.files import RunError
     from gigagpt.store.layout import checkpoints
     from gigagpt.store.meta import read_meta
     from gigagpt.store.writer import check_not_running
@@ -139,7 +139,7 @@ def cmd_resume(args) -> int:
 
 # ---------------------------------------------------------------------------- the Cerebras backend
 # Its SDK lives in its own environment (torch 2.4): these commands run `python -m gigagpt.cerebras`
-# with that environment's interpreter (settings file [python] cerebras; `gigagpt env cerebras`).
+# with that environment's interpreter (gigagpt/cerebras_launch.py).
 
 def cerebras_args(args) -> list[str]:
     if getattr(args, "nproc", None) not in (None, 1):
@@ -147,44 +147,6 @@ def cerebras_args(args) -> list[str]:
                           "use --set cerebras.num_systems=N for more CS systems")
     out = [x for kv in args.set for x in ("--set", kv)]
     return out + (["--stop-at", str(args.stop_at)] if getattr(args, "stop_at", None) else [])
-
-
-def launch_cerebras(cfg, argv: list[str]) -> int:
-    """Replace this process (same pid: signals and the dashboard see the trainer) with the SDK's
-    Python running gigagpt.cerebras. A missing cluster setting is reported here, before the SDK starts."""
-    from gigagpt.config import cerebras_python, check_cluster
-
-    if cfg is not None:
-        check_cluster(cfg)
-    python = str(cerebras_python())
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(python, [python, "-m", "gigagpt.cerebras", *argv], cerebras_env())
-
-
-def cerebras_env() -> dict:
-    """This environment, with this checkout importable by the SDK's Python (which has no gigagpt)."""
-    from gigagpt.config import REPO
-
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-
-
-def cerebras_export(mdl: Path) -> Path:
-    """A Cerebras checkpoint (cstorch.save: HDF5) as a torch.save file in the cache, for sampling."""
-    import hashlib
-    import subprocess
-
-    from gigagpt.config import cache_dir, cerebras_python
-
-    key = hashlib.sha256(f"{mdl.resolve()}|{mdl.stat().st_mtime_ns}".encode()).hexdigest()[:16]
-    out = cache_dir() / "cerebras-export" / f"{key}.pt"
-    if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run([str(cerebras_python()), "-m", "gigagpt.cerebras", "export", str(mdl), "--run-dir", str(out)],
-                              env=cerebras_env(), capture_output=True, text=True)
-        if proc.returncode:
-            raise rundir.RunError(f"{mdl}: could not read it with the Cerebras SDK: {proc.stderr.strip()[-500:]}")
-    return out
 
 
 def cmd_check_csx(args) -> int:
@@ -201,79 +163,11 @@ def cmd_env(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    import torch
+    from gigagpt.sample import load_model, stream_samples
 
-    from gigagpt.checkpoint import brief, load
-    from gigagpt.model import GPT
-    from gigagpt.store.checkpoints import Unloadable, newest_loadable
-    from gigagpt.store.files import RunError
-    from gigagpt.store.layout import checkpoints
-    from gigagpt.tokenizer import get_tokenizer
-    from gigagpt.train import pick_device
-
-    run_dir = find_run(args)
-    if not checkpoints(run_dir):
-        raise RunError(f"run {run_dir}: has no checkpoint yet")
-
-    def attempt(path: Path):
-        """The model of one checkpoint; Unloadable when it cannot be read."""
-        sharded = path.suffix == ".dcp"
-        try:
-            src = cerebras_export(path) if path.suffix == ".mdl" else path / "extra.pt" if sharded else path
-        except RunError as e:
-            raise Unloadable(str(e)) from None
-        state = load(src, keys=("config",) if sharded else ("model", "config"))
-        try:
-            cfg = from_dict(state["config"], path.name)
-            validate(cfg, path.name, check_data=False)
-        except ConfigError as e:
-            raise Unloadable(f"its config: {e}") from None
-        model = GPT(cfg.model)
-        try:
-            if sharded:
-                from gigagpt.dist import load_full_model_state
-
-                load_full_model_state(path, model)
-            else:
-                model.load_state_dict(state["model"])
-        except Exception as e:  # noqa: BLE001 - a damaged or foreign checkpoint
-            raise Unloadable(f"its weights do not fit its config ({brief(e)})") from None
-        return model
-
-    path, model, skipped = newest_loadable(run_dir, attempt)
-    why = "; ".join(f"{p.name}: {r}" for p, r in skipped)
-    if path is None:
-        raise RunError(f"run {run_dir}: no checkpoint loads ({why})")
-    if skipped:
-        print(f"gigagpt: sampling from {path.name}; skipped {why}", file=sys.stderr, flush=True)
-    device = pick_device(args.device)
-    model.to(device).eval()
-    enc = get_tokenizer()
-    eot = enc.eot_token
-    ids = enc.encode_ordinary(args.prompt) if args.prompt else [eot]
-    if max(ids) >= model.cfg.vocab_size:  # a model trained on a smaller vocabulary than GPT-2's
-        raise RunError(f"{path.name}: its model has {model.cfg.vocab_size} token ids, and the GPT-2 "
-                       f"tokenizer gives the prompt id {max(ids)}; it cannot be sampled with this tokenizer")
-    gen = torch.Generator(device=device).manual_seed(args.seed)
-    out = sys.stdout.buffer  # UTF-8 whatever the locale; bad bytes (a prompt's too) as U+FFFD
-
-    def write(text: str):
-        out.write(text.encode("utf-8", "replace"))
-        out.flush()
-
-    for i in range(args.num_samples):
-        # streamed as it is generated; a character split across tokens waits for its last byte
-        utf8 = codecs.getincrementaldecoder("utf-8")("replace")
-        write(("" if i == 0 else "\n" + "-" * 40 + "\n") + args.prompt)
-
-        def show(token, utf8=utf8):  # this sample's decoder
-            if token < enc.n_vocab:  # ids past the tokenizer's (vocab padding) print nothing
-                write(utf8.decode(enc.decode_single_token_bytes(token)))
-
-        model.generate(torch.tensor([ids], device=device), args.max_new_tokens, args.temperature,
-                       args.top_k, eot=eot, generator=gen, on_token=show)
-        write(utf8.decode(b"", final=True) + "\n")
-    return 0
+    path, model = load_model(find_run(args))
+    return stream_samples(path, model, args.prompt, args.num_samples, args.max_new_tokens, args.temperature,
+                          args.top_k, args.seed, args.device)
 
 
 def cmd_plan(args) -> int:
@@ -384,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def error_types() -> tuple:
-    types = [ConfigError, rundir.RunError]
+    types = [ConfigError, RunError]
     for mod, name in (("gigagpt.prepare", "DataError"), ("gigagpt.tokenizer", "TokenizerError")):
         try:
             types.append(getattr(__import__(mod, fromlist=[name]), name))
@@ -400,9 +294,14 @@ def main(argv: list[str] | None = None) -> int:
         os.execv(sys.executable, [sys.executable, "-m", "app", *argv[1:]])
     args = build_parser().parse_args(argv)
     try:
+        os.getcwd()
+    except OSError:
+        print("gigagpt: error: the current directory no longer exists; cd somewhere that does", file=sys.stderr)
+        return 2
+    try:
         return args.func(args)
     except error_types() as e:
-        print(f"gigagpt: error: {e}", file=sys.stderr)
+        print(f"gigagpt: error: {printable(str(e))}", file=sys.stderr)  # one line, whatever a file held
         return 2
     except KeyboardInterrupt:
         return 130

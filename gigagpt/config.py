@@ -268,7 +268,7 @@ def extra_runs_roots() -> list[Path]:
     """Settings [runs] roots: more runs roots, browsed (listed, opened, resumed...) besides the
     runs root (--runs-root, else $GIGAGPT_RUNS or ./runs), where new runs are launched. `~` is
     expanded; a relative path is relative to the settings file. Whether they exist is the
-    caller's to say (gigagpt.runs.root_problem)."""
+    caller's to say (gigagpt.store.layout.root_problem)."""
     path = settings_path()
     raw = settings().get("runs", {})
     unknown = set(raw) - {"roots"}

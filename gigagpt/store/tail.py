@@ -142,7 +142,7 @@ class Series:
             elif kind in ("event", "checkpoint"):
                 self.events.append(rec)
                 if kind == "event" and rec.get("event") == "resume":
-                    # rundir.apply_resumes: steps after the checkpoint resumed from are void
+                    # metrics.Rollbacks' rule: steps after the checkpoint resumed from are void
                     self.train.extend(train)
                     self.evals.extend(evals)
                     train, evals = [], []
