@@ -101,6 +101,21 @@ def cache_kind(**expect):
 
 # ---------------------------------------------------------------------------- helpers
 
+def four_damaged_runs(root: Path, past_runs: Path) -> None:
+    """The four runs of the first round's damage test (test_runs, test_dash_browse): no meta.json,
+    a torn one, garbage lines, a checkpoint that is not a zip."""
+    (root / "no-meta").mkdir()
+    (root / "no-meta" / "metrics.jsonl").write_text('{"kind":"train","step":1,"loss":2.0}\n')
+    shutil.copytree(past_runs / "done", root / "bad-meta")
+    (root / "bad-meta" / "meta.json").write_text('{"id": "bad-meta", "status": ')
+    shutil.copytree(past_runs / "done", root / "garbage")
+    with open(root / "garbage" / "metrics.jsonl", "ab") as f:
+        f.write(b"\x00\xff binary junk\nnot json at all\n[1, 2, 3]\n")
+    shutil.copytree(past_runs / "done", root / "bad-ckpt")
+    (ckpt,) = sorted((root / "bad-ckpt" / "checkpoints").glob("step_*.pt"))
+    ckpt.write_bytes(b"this is not a zip file")
+
+
 def copy_run(src: Path, dst: Path, rename: bool = True) -> Path:
     """A copy of a real run under a new id (meta.json's id and name follow, unless not `rename`:
     a directory a person copied or moved); checkpoints hard-linked."""

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+from damaged import four_damaged_runs
 from test_dash_app import SAFETY_TIMEOUT, no_leftover_processes, run, wait_for  # noqa: F401 - an autouse fixture
 from textual.widgets import DataTable, Input, Static
 
@@ -18,7 +19,6 @@ from app.screens.dialogs import AskScreen, ConfirmScreen, HelpScreen
 from app.screens.live import LiveScreen
 from app.screens.runs import RunsScreen
 from app.screens.sample import SampleScreen
-from gigagpt.store.layout import checkpoints
 from gigagpt.store.meta import read_meta
 from gigagpt.store.metrics import load_metrics
 
@@ -45,20 +45,6 @@ def hold_lock(run_dir, fakes) -> subprocess.Popen:
     fakes.append(proc)
     assert proc.stdout.readline().strip() == "locked"
     return proc
-
-
-def damage(root, past_runs):
-    """Runs broken the ways a disk, a crash or a person breaks them."""
-    (root / "no-meta").mkdir()
-    (root / "no-meta" / "metrics.jsonl").write_text('{"kind":"train","step":1,"loss":2.0}\n')
-    shutil.copytree(past_runs / "done", root / "bad-meta")
-    (root / "bad-meta" / "meta.json").write_text('{"id": "bad-meta", "status": ')
-    shutil.copytree(past_runs / "done", root / "garbage")
-    with open(root / "garbage" / "metrics.jsonl", "ab") as f:
-        f.write(b"\x00\xff binary junk\nnot json at all\n[1, 2, 3]\n")
-    shutil.copytree(past_runs / "done", root / "bad-ckpt")
-    (ckpt,) = checkpoints(root / "bad-ckpt")
-    ckpt.write_bytes(b"this is not a zip file")
 
 
 def synthetic_run(root, run_id, loss=2.5, created=1_700_000_000, **meta):
@@ -335,7 +321,7 @@ def test_sample_generates_and_cancels(past_runs, tmp_path, gpt2_ready):
 
 def test_damaged_runs_never_break_the_screen(past_runs, tmp_path):
     root = copy_runs(past_runs, tmp_path, "done")
-    damage(root, past_runs)
+    four_damaged_runs(root, past_runs)
 
     async def go():
         app = browser(root)

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 from conftest import gigagpt, start_training
+from damaged import four_damaged_runs
 
 from gigagpt import listing
 from gigagpt.store import curves, export, layout, metrics, scan, summary
@@ -262,7 +263,7 @@ def test_compare_cli_and_curves_match_the_exact_reader(past_runs, tmp_path):
 
 def test_damaged_runs_are_listed_with_their_problem(past_runs, tmp_path):
     root = copy_runs(past_runs, tmp_path, "done")
-    damage(root, past_runs)
+    four_damaged_runs(root, past_runs)
     rows = {r["id"]: r for r in listed(root)}
     assert rows["no-meta"]["status"] == "damaged" and "meta.json: missing" in rows["no-meta"]["problem"]
     assert rows["bad-meta"]["status"] == "damaged" and "not valid JSON" in rows["bad-meta"]["problem"]
@@ -275,20 +276,6 @@ def test_damaged_runs_are_listed_with_their_problem(past_runs, tmp_path):
     for run_id in rows:
         gigagpt("runs", "show", run_id, "--runs-root", root)
     gigagpt("runs", "export", *rows, "--csv", tmp_path / "all.csv", "--runs-root", root)
-
-
-def damage(root, past_runs):
-    """Runs broken the ways a disk, a crash or a person breaks them."""
-    (root / "no-meta").mkdir()
-    (root / "no-meta" / "metrics.jsonl").write_text('{"kind":"train","step":1,"loss":2.0}\n')
-    shutil.copytree(past_runs / "done", root / "bad-meta")
-    (root / "bad-meta" / "meta.json").write_text('{"id": "bad-meta", "status": ')
-    shutil.copytree(past_runs / "done", root / "garbage")
-    with open(root / "garbage" / "metrics.jsonl", "ab") as f:
-        f.write(b"\x00\xff binary junk\nnot json at all\n[1, 2, 3]\n")
-    shutil.copytree(past_runs / "done", root / "bad-ckpt")
-    (ckpt,) = layout.checkpoints(root / "bad-ckpt")
-    ckpt.write_bytes(b"this is not a zip file")
 
 
 def test_store_and_runs_cli_never_import_torch():

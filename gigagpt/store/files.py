@@ -78,18 +78,23 @@ class NotRegular(OSError):
     """A path that exists but is not a regular file (a directory, a FIFO, a device)."""
 
 
-def open_regular(path: Path):
-    """Open a regular file for binary reading. Never blocks (a FIFO named like a run file would
-    block a plain open until a writer came) and never reads a directory or device: NotRegular."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+def _open_file(path: Path, flags: int, mode: str):
+    """os.open without blocking (a FIFO named like a run file would block a plain open until a
+    writer came), then NotRegular unless it is a regular file (not a directory, FIFO or device)."""
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise NotRegular(errno.EINVAL, "not a regular file", str(path))
         os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        return os.fdopen(fd, mode)
     except BaseException:
         os.close(fd)
         raise
+
+
+def open_regular(path: Path):
+    """Open a regular file for binary reading (_open_file)."""
+    return _open_file(path, os.O_RDONLY, "rb")
 
 
 class TooLarge(OSError):
@@ -109,13 +114,4 @@ def open_append(path: Path):
     """Open a run's log for appending, as a launcher does before the trainer starts (created if
     missing). Never blocks (a FIFO), never follows a symlink (ELOOP) and never appends to anything
     but a regular file (NotRegular)."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o644)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotRegular(errno.EINVAL, "not a regular file", str(path))
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "ab")
-    except BaseException:
-        os.close(fd)
-        raise
+    return _open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, "ab")
