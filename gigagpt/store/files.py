@@ -102,12 +102,13 @@ class TooLarge(OSError):
 
 
 def read_regular(path: Path, limit: int) -> bytes:
-    """A regular file's bytes, or TooLarge when it has more than `limit`."""
+    """A regular file's bytes, or TooLarge when it has more than `limit` (its size is checked before
+    reading, and what was read after: the file may grow meanwhile)."""
     with open_regular(path) as f:
-        data = f.read(limit + 1) if os.fstat(f.fileno()).st_size <= limit else b""
-        if not data and os.fstat(f.fileno()).st_size or len(data) > limit:
-            raise TooLarge(errno.EFBIG, f"larger than {limit:,} bytes", str(path))
-        return data
+        data = f.read(limit + 1) if os.fstat(f.fileno()).st_size <= limit else None
+    if data is None or len(data) > limit:
+        raise TooLarge(errno.EFBIG, f"larger than {limit:,} bytes", str(path))
+    return data
 
 
 def open_append(path: Path):
