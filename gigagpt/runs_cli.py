@@ -27,7 +27,7 @@ from gigagpt.listing import (
     sort_rows,
     table,
 )
-from gigagpt.store.actions import check_deletable, delete, rename, running_pid, send_signal, set_tags
+from gigagpt.store.actions import check_deletable, delete, interrupted_deletions, rename, running_pid, send_signal, set_tags
 from gigagpt.store.curves import config_diff, flat_config, read_config_text
 from gigagpt.store.export import check_target, export_csv, export_tensorboard
 from gigagpt.store.files import RunError, os_reason
@@ -58,6 +58,10 @@ def cmd_list(args) -> int:
     if args.sort and args.sort not in SORT_KEYS:
         raise RunError(f"--sort {args.sort}: must be one of {', '.join(SORT_KEYS)}")
     roots = roots_of(args)
+    for root in roots:
+        for left in interrupted_deletions(root):
+            print(f"warning: {printable(str(left))}: what an interrupted `runs rm` left; remove it with "
+                  f"rm -r", file=sys.stderr)
     rows = [r for r in list_all(roots) if matches(r, args.filter or "", statuses)]
     if args.sort:
         rows = sort_rows(rows, args.sort, reverse=args.reverse)

@@ -300,3 +300,27 @@ def test_remove_stale_temps(tmp_path):
     assert sorted(layout.remove_stale_temps(tmp_path)) == [
         ".meta.json.tmp-9", "checkpoints/.step_00000004.dcp.tmp", "checkpoints/.step_00000008.pt.tmp-123"]
     assert [p.name for p in layout.checkpoints(tmp_path)] == ["step_00000004.pt"]
+
+
+def test_a_deletion_killed_part_way_leaves_no_run_and_is_named(tmp_path):
+    """SIGKILL in the middle of `runs rm`: the run is already out of the listing (renamed to a
+    hidden tombstone under its lock), and `runs list` names what is left to remove by hand."""
+    root = tmp_path / "runs"
+    run = root / "big"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "meta.json").write_text(json.dumps({"id": "big", "status": "completed"}))
+    for i in range(30_000):  # enough files that rmtree takes a while
+        (run / "checkpoints" / f"f{i}").write_bytes(b"")
+    proc = subprocess.Popen([sys.executable, "-m", "gigagpt", "runs", "rm", "big", "--yes", "--runs-root", str(root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".big.deleting-") for p in root.iterdir()):
+        assert time.monotonic() < deadline and proc.poll() is None, "rm finished before it could be killed"
+        time.sleep(0.001)
+    proc.kill()
+    proc.wait()
+    (tomb,) = [p for p in root.iterdir() if p.name.startswith(".big.deleting-")]
+    assert not run.exists() and actions.interrupted_deletions(root) == [tomb]
+    listing = subprocess.run([sys.executable, "-m", "gigagpt", "runs", "list", "--runs-root", str(root), "--json"],
+                             capture_output=True, text=True, check=True)
+    assert json.loads(listing.stdout) == [] and f"{tomb}: what an interrupted `runs rm` left" in listing.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gigagpt.store import layout
 from gigagpt.store.files import RunError, os_reason, write_json
-from gigagpt.store.lock import HOST, RunLock, holder_pid, is_locked, liveness
+from gigagpt.store.lock import HOST, RunLock, holder_pid, is_locked, liveness, pid_alive
 from gigagpt.store.meta import NAME_MAX, TAG, printable, read_meta
 from gigagpt.store.summary import run_status
 
@@ -102,6 +102,19 @@ def check_deletable(run_dir: Path, roots) -> None:
                        f"{printable(meta.id or '')[:80]!r}, not this directory; not deleted")
 
 
+TOMBSTONE = ".deleting-"  # .<id>.deleting-<pid>: a run being deleted (hidden: no listing shows it)
+
+
+def interrupted_deletions(root: Path) -> list[Path]:
+    """Tombstones whose deleter is gone: a deletion killed part way leaves one behind."""
+    found = []
+    for name in layout.entries(Path(root)) or []:
+        head, sep, pid = name.rpartition(TOMBSTONE)
+        if sep and head.startswith(".") and pid.isdigit() and not pid_alive(int(pid)):
+            found.append(Path(root) / name)
+    return found
+
+
 def delete(run_dir: Path, roots) -> None:
     """Remove a run directory the store recognises (check_deletable), never one in use. Under the
     run's lock it is first renamed to a hidden tombstone, so no trainer can take the lock of a
@@ -112,7 +125,7 @@ def delete(run_dir: Path, roots) -> None:
         raise RunError(f"run {printable(run_dir.name)}: running; stop it first "
                        f"(gigagpt runs stop {printable(run_dir.name)})")
     with RunLock(run_dir).acquire("delete", wait=0.5):
-        tomb = run_dir.with_name(f".{run_dir.name}.deleting-{os.getpid()}")
+        tomb = run_dir.with_name(f".{run_dir.name}{TOMBSTONE}{os.getpid()}")
         try:
             os.rename(run_dir, tomb)
         except OSError as e:
