@@ -324,3 +324,45 @@ def test_a_deletion_killed_part_way_leaves_no_run_and_is_named(tmp_path):
     listing = subprocess.run([sys.executable, "-m", "gigagpt", "runs", "list", "--runs-root", str(root), "--json"],
                              capture_output=True, text=True, check=True)
     assert json.loads(listing.stdout) == [] and f"{tomb}: what an interrupted `runs rm` left" in listing.stderr
+
+
+def random_json(rng: random.Random, depth: int = 0):
+    """Any JSON value a person, a disk or another tool could leave where a field belongs."""
+    makers = [lambda: None, lambda: True, lambda: rng.randint(-2**70, 2**70),
+              lambda: rng.choice([0, 1, -1, 10**400, 2**31, 2**63]),
+              lambda: rng.choice([0.5, -1e308, 1e308, 1.7e9, float("nan"), float("inf")]),
+              lambda: rng.choice(["", "x", "running", "\x1b[2J\u202e\ud800", "a" * 5000, "r1", "cpu"]),
+              lambda: rng.choice([["a"], ["a b"], [1], []]), lambda: rng.choice(["completed", "stopped", "failed"])]
+    if depth < 3:
+        makers += [lambda: [random_json(rng, depth + 1) for _ in range(rng.randrange(3))],
+                   lambda: {str(rng.randrange(5)): random_json(rng, depth + 1) for _ in range(rng.randrange(3))}]
+    return rng.choice(makers)()
+
+
+def test_any_meta_json_is_a_run_or_damaged_never_an_exception(tmp_path):
+    """2,000 meta.json files of random values in every field: read_meta gives a Meta or RunError,
+    and the summary, its table cells and its JSON never raise."""
+    from gigagpt import listing
+    from gigagpt.runs_cli import json_text
+    from gigagpt.store import summary
+    from gigagpt.store.meta import CHECKS
+
+    rng = random.Random(12)
+    run = tmp_path / "r1"
+    run.mkdir()
+    statuses = set()
+    for _ in range(2000):
+        meta = {k: random_json(rng) for k in CHECKS if rng.random() < rng.choice([0.05, 0.6])}
+        if rng.random() < 0.7:
+            meta["status"] = rng.choice(["completed", "running", "failed"])
+        (run / "meta.json").write_text(json.dumps(meta))
+        try:
+            read_meta(run)
+        except RunError:
+            pass
+        row = summary.run_summary(run)
+        statuses.add(row["status"])
+        listing.table([row])
+        json.loads(json_text(row))  # strict JSON
+        assert all(listing.printable(c) == c for c in (row["name"], listing.note(row)))
+    assert {"damaged", "completed"} <= statuses
