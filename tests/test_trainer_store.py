@@ -397,3 +397,21 @@ def test_cerebras_resume_falls_back_past_a_damaged_checkpoint(walk512, tmp_path,
     proc = gigagpt("resume", run, check=False, timeout=300)
     assert proc.returncode == 2 and "no checkpoint loads" in proc.stderr and "Traceback" not in proc.stderr
     assert ((run / "metrics.jsonl").read_bytes(), (run / "meta.json").read_bytes()) == before
+
+
+def test_a_resume_never_writes_through_a_planted_log(walk512, tmp_path):
+    """metrics.jsonl a symlink out of the run, train.log a FIFO: the resume neither appends to the
+    link's target nor blocks on the FIFO; it fails with one line naming metrics.jsonl."""
+    run = tmp_path / "planted"
+    gigagpt(*train_args(walk512, run, "--stop-at", 2))
+    outside = tmp_path / "precious.txt"
+    outside.write_text("precious\n")
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").symlink_to(outside)
+    (run / "train.log").unlink()
+    os.mkfifo(run / "train.log")
+    proc = gigagpt("resume", run, "--stop-at", 3, check=False, timeout=120)
+    assert outside.read_text() == "precious\n"
+    assert proc.returncode == 1 and "cannot write metrics.jsonl" in proc.stdout + proc.stderr
+    meta = read_meta(run)
+    assert meta.status == "failed" and "metrics.jsonl" in meta.raw["failure"]
