@@ -19,7 +19,7 @@ from pathlib import Path
 from gigagpt.config import ConfigError
 from gigagpt.store.checkpoints import set_aside
 from gigagpt.store.failed import WriteFailed, writing
-from gigagpt.store.files import RunError, jsonl_line, open_append, os_reason, write_json, write_text
+from gigagpt.store.files import RunError, ends_with_newline, jsonl_line, open_append, os_reason, write_json, write_text
 from gigagpt.store.layout import check_new_run_dir, checkpoint_step, remove_stale_temps
 from gigagpt.store.lock import HEARTBEAT_SECONDS, RunLock, is_locked, liveness
 from gigagpt.store.meta import printable, read_meta
@@ -149,10 +149,10 @@ class RunWriter:
         self.update()
         self._reserve()
         threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
+        path = self.run_dir / "metrics.jsonl"
         with writing("metrics.jsonl"):  # a symlink, a FIFO, a directory: WriteFailed, nothing written
-            self._metrics = open_append(self.run_dir / "metrics.jsonl").detach()  # unbuffered: one write(2) a line
-            size = os.fstat(self._metrics.fileno()).st_size
-            self._torn = size > 0 and os.pread(self._metrics.fileno(), 1, size - 1) != b"\n"
+            self._metrics = open_append(path).detach()  # unbuffered: one write(2) a line
+            self._torn = os.fstat(self._metrics.fileno()).st_size > 0 and not ends_with_newline(path)
 
     def _tee(self) -> None:
         log_path = self.run_dir / "train.log"
