@@ -111,3 +111,22 @@ def past_runs(tmp_path_factory, dataset):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
     return root
+
+
+def reap_started(*extra) -> None:
+    """Kill (whole process group, SIGKILL) every trainer and sampler the dashboard started
+    (app.launch.STARTED, HELPERS) and any `extra` process still alive, then forget them: the
+    teardown of the dashboard tests' no_leftover_processes fixtures."""
+    import signal
+
+    from app import launch
+
+    for proc in [*launch.STARTED, *launch.HELPERS, *extra]:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
+    launch.STARTED.clear()
+    launch.HELPERS.clear()

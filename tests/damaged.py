@@ -1225,3 +1225,11 @@ def fifo_watch() -> FifoWatch:
     if _WATCH is None:
         _WATCH = FifoWatch()
     return _WATCH
+
+
+def build_whole_root(tmp_path_factory, past: Path, name: str) -> Path:
+    """build_root in a fresh tmp dir `name` (its FIFOs watched): every kind that lives in a shared
+    root, beside the good runs; the module-scoped `whole_root` fixture of the test files."""
+    root = tmp_path_factory.mktemp(name) / "runs"
+    fifo_watch().watch_dir(root.parent)
+    return build_root(root, past)

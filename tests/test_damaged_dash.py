@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import time
 import traceback
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from damaged import GOOD, KINDS, build_good_root, build_root, copy_run, fifo_watch, tree
+from conftest import REPO, reap_started
+from damaged import GOOD, KINDS, build_good_root, build_root, build_whole_root, copy_run, fifo_watch, tree
 from textual.notifications import Notify
 from textual.widgets import DataTable, Input, Static
 from textual.worker import Worker, WorkerState
@@ -176,22 +175,12 @@ def isolated_settings(tmp_path_factory):
 def no_leftover_processes():
     """Whatever a test did, no trainer or sampler it started outlives it."""
     yield
-    for proc in [*launch.STARTED, *launch.HELPERS]:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=30)
-    launch.STARTED.clear()
-    launch.HELPERS.clear()
+    reap_started()
 
 
 @pytest.fixture(scope="module")
 def whole_root(tmp_path_factory, past_runs):
-    root = tmp_path_factory.mktemp("dash-all") / "runs"
-    fifo_watch().watch_dir(root.parent)
-    return build_root(root, past_runs)
+    return build_whole_root(tmp_path_factory, past_runs, "dash-all")
 
 
 @pytest.fixture(scope="module")

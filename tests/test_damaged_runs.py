@@ -32,7 +32,7 @@ from damaged import (
     KINDS,
     build_good_root,
     build_kind_root,
-    build_root,
+    build_whole_root,
     fifo_watch,
     tree,
 )
@@ -194,9 +194,7 @@ def kind_root(tmp_path_factory, past_runs):
 @pytest.fixture(scope="module")
 def whole_root(tmp_path_factory, past_runs):
     """Every kind that lives in a shared root, beside the four good runs."""
-    root = tmp_path_factory.mktemp("all") / "runs"
-    fifo_watch().watch_dir(root.parent)
-    return build_root(root, past_runs)
+    return build_whole_root(tmp_path_factory, past_runs, "all")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from conftest import reap_started
 from textual.widgets import DataTable, Input, Log, Select, Static
 
 from app import launch
@@ -29,15 +30,7 @@ def no_leftover_processes():
     """Kill every trainer, sampler (and stand-in process) a test started, whatever the test did."""
     fakes = []
     yield fakes
-    for proc in [*launch.STARTED, *launch.HELPERS, *fakes]:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=30)
-    launch.STARTED.clear()
-    launch.HELPERS.clear()
+    reap_started(*fakes)
 
 
 def run(coro):
