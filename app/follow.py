@@ -57,6 +57,14 @@ class RunTail:
         value = getattr(self.meta, name, None) if self.meta is not None else None
         return default if value is None else value
 
+    def step(self) -> int:
+        """Steps done: meta.json's, else the last train line's (as a run's summary says it)."""
+        step = self.field("step")
+        if step is None:
+            last = self.series.last("step")
+            step = int(last) if last is not None else 0
+        return step
+
     # -- status
 
     def status(self, process_alive: bool | None = None) -> str:

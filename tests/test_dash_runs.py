@@ -314,3 +314,17 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_a_damaged_runs_step_comes_from_its_metrics(tmp_path):
+    """The live header's step: meta.json's, else (meta.json damaged) the last train line's, as the
+    runs table says it; it read 'step 0/?' for a damaged run at step 8."""
+    (tmp_path / "meta.json").write_text('{"status": ')
+    (tmp_path / "metrics.jsonl").write_text("".join(
+        json.dumps({"kind": "train", "step": s, "loss": 1.0, "time": s}) + "\n" for s in (4, 8)))
+    tail = RunTail(tmp_path)
+    tail.poll()
+    assert tail.meta is None and tail.step() == 8
+    write_json(tmp_path / "meta.json", {"status": "completed", "step": 6})
+    tail.poll()
+    assert tail.step() == 6

@@ -125,7 +125,7 @@ class LiveScreen(ChartKeys, Screen):
             (f" {shown_status} ", STATUS_STYLE.get(status, "") + " reverse"), " ",
             (name, "bold"), (f" ({tail.label})" if name != tail.label else "", "dim"),
             (f" in {printable(str(tail.dir.parent))}" if tail.key != tail.id else "", "dim"),
-            f"  step {tail.field('step', 0)}/{tail.field('max_steps', '?')}",
+            f"  step {tail.step()}/{tail.field('max_steps', '?')}",
             f"  elapsed {clock(tail.elapsed_seconds(status))}",
             f"  ETA {clock(tail.eta_seconds()) if status == 'running' else '–'}",
             f"  {printable(tail.field('device', ''))}" + (f" x {world}" if world > 1 else ""),
@@ -174,7 +174,7 @@ class LiveScreen(ChartKeys, Screen):
         pid = self.running_pid("kill")
         if pid is None:
             return
-        step = self.tail.field("step", 0)
+        step = self.tail.step()
         ckpts = [e["step"] for e in self.tail.series.events if e.get("kind") == "checkpoint"]
         last = f"step {ckpts[-1]}" if ckpts else "none"
 
