@@ -128,7 +128,11 @@ def load_sharded(path: Path, model, optimizer) -> None:
 def load_full_model_state(path: Path, model: torch.nn.Module) -> None:
     """Weights of a .dcp checkpoint into an ordinary (unsharded) model, in one process."""
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
 
     sd = model.state_dict()
-    dcp.load({"model": sd}, checkpoint_id=str(path), no_dist=True)
+    try:
+        dcp.load({"model": sd}, checkpoint_id=str(path), no_dist=True)
+    except CheckpointException as e:  # a BaseException: a damaged .dcp would escape `except Exception`
+        raise RuntimeError(str(e).strip().splitlines()[-1] if str(e).strip() else "CheckpointException") from None
     model.load_state_dict(sd)
