@@ -151,6 +151,10 @@ def _bad_counts(state: dict) -> str | None:
 
     if not (count(state["step"]) and count(state["tokens"])):
         return f"step = {state['step']!r}, tokens = {state['tokens']!r}"
+    train = state["config"].get("train") if isinstance(state.get("config"), dict) else None
+    max_steps = train.get("max_steps") if isinstance(train, dict) else None
+    if not count(max_steps) or state["step"] > max_steps:  # a trainer never checkpoints past its target
+        return f"step = {state['step']!r} with max_steps = {max_steps!r}"
     log_steps, log_sum = state.get("log_steps", 0), state.get("log_loss_sum", 0.0)
     if not (count(log_steps) and log_steps <= state["step"] and isinstance(log_sum, float) and math.isfinite(log_sum)):
         return f"log_steps = {log_steps!r}, log_loss_sum = {log_sum!r}"

@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import torch
 from conftest import REPO, gigagpt
 
 from gigagpt.config import CEREBRAS_ENV
@@ -147,6 +148,20 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_loads(walk512, tmp_path
     assert (ckpt / "step_00000006.pt.skipped").is_file() and (ckpt / "step_00000004.pt.skipped").is_file()
     assert curves(run) == reference  # from step 2 on, exactly the uninterrupted run
     assert [p.name for p in checkpoints(run)] == ["step_00000004.pt", "step_00000006.pt", "step_00000007.pt"]
+
+
+def test_a_checkpoint_past_its_own_target_is_not_trusted(walk512, tmp_path, reference):
+    """A crafted .pt whose step is past its config's max_steps (10**20) made resume skip the loop
+    and call the run completed at that step; it is skipped as not a gigagpt checkpoint."""
+    run = tmp_path / "huge"
+    gigagpt(*train_args(walk512, run, "--set", "train.checkpoint_interval=2", "--stop-at", 4))
+    newest = checkpoints(run)[-1]
+    state = torch.load(newest, weights_only=True)
+    torch.save({**state, "step": 10**20}, newest)
+    proc = gigagpt("resume", run)
+    assert "resumed from step_00000002.pt at step 2" in proc.stdout
+    assert "step = 100000000000000000000 with max_steps" in (run / "train.log").read_text()
+    assert curves(run) == reference
 
 
 def test_sample_falls_back_to_the_newest_checkpoint_that_loads(dataset, tmp_path, gpt2_ready):
