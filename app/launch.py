@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 
 from gigagpt import plan
-from gigagpt.cli import REPO_CONFIGS
-from gigagpt.config import Config, ConfigError, cerebras_python, check_cluster, data_root, load_config
+from gigagpt.config import PRESETS_DIR, Config, ConfigError, load_config
+from gigagpt.settings import cerebras_python, check_cluster, data_root
 from gigagpt.store.actions import send_signal
 from gigagpt.store.files import open_append
 from gigagpt.store.layout import new_run_dir
@@ -57,7 +57,7 @@ class Preset:
 def find_presets(extra_dirs: list[Path] = ()) -> list[Preset]:
     """Every *.toml in the repository's configs/ and in extra_dirs (a later dir wins a name clash)."""
     found: dict[str, Path] = {}
-    for d in (REPO_CONFIGS, *map(Path, extra_dirs)):
+    for d in (PRESETS_DIR, *map(Path, extra_dirs)):
         for path in sorted(Path(d).glob("*.toml")):
             found[path.stem] = path
     presets = []
@@ -97,7 +97,7 @@ def config_from_form(preset: Preset, dataset: str | None, values: dict[str, str]
         return load_config(preset.path, overrides, check_data=True), overrides
     except ConfigError as e:
         # The core's message, less where it came from: in the form, the user typed it here.
-        message = str(e).removeprefix("--set ").removeprefix(f"{preset.path}: ")
+        message = str(e).removeprefix("--set: ").removeprefix(f"{preset.path}: ")
         raise ConfigError(message) from None
 
 

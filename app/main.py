@@ -16,7 +16,7 @@ from app import launch
 from app.follow import RunTail
 from app.messages import BrowseRuns, DevicesChanged, OpenRun, RefreshRuns, RunClosed, RunsChanged
 from app.tracker import RunTracker
-from gigagpt.config import runs_root
+from gigagpt.settings import runs_root
 from gigagpt.store.files import RunError
 from gigagpt.store.layout import find_run, root_problem, runs_roots
 

@@ -24,8 +24,10 @@ import torch  # noqa: E402
 import gigagpt  # noqa: E402
 from gigagpt.batches import eval_batches, train_batches, zero_batches  # noqa: E402
 from gigagpt.cerebras_sdk import csx_options, sdk_version, setup  # noqa: E402
-from gigagpt.config import Config, ConfigError, check_cluster, dataset_info, load_config, to_dict, to_toml  # noqa: E402
+from gigagpt.config import Config, ConfigError, load_config, to_dict, to_toml  # noqa: E402
+from gigagpt.dataset import dataset_info  # noqa: E402
 from gigagpt.plan import flops_per_token, param_count, tokens_per_step  # noqa: E402
+from gigagpt.settings import check_cluster  # noqa: E402
 from gigagpt.store.checkpoints import Unloadable, newest_loadable, no_checkpoint, prune_checkpoints  # noqa: E402
 from gigagpt.store.failed import writing  # noqa: E402
 from gigagpt.store.files import RunError  # noqa: E402

@@ -7,23 +7,24 @@ import sys
 from pathlib import Path
 
 from gigagpt.cerebras_launch import launch_cerebras
-from gigagpt.config import ConfigError, load_config, runs_root
+from gigagpt.config import PRESETS_DIR, REPO, ConfigError, load_config, preset_names, show
+from gigagpt.settings import runs_root
 from gigagpt.store.files import RunError
 from gigagpt.store.meta import printable
-
-REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def resolve_config(arg: str) -> Path:
     """A config path, or a preset name looked up in ./configs and then the repository's configs/."""
     p = Path(arg)
-    if p.suffix == ".toml" or p.exists():
-        return p
-    for d in (Path("configs"), REPO_CONFIGS):
-        if (d / f"{arg}.toml").is_file():
-            return d / f"{arg}.toml"
-    names = sorted(q.stem for q in REPO_CONFIGS.glob("*.toml"))
-    raise ConfigError(f"config {arg!r}: no such file or preset; presets: {', '.join(names)}")
+    try:
+        if p.suffix == ".toml" or p.exists():
+            return p
+        for d in (Path("configs"), PRESETS_DIR):
+            if (d / f"{arg}.toml").is_file():
+                return d / f"{arg}.toml"
+    except (OSError, ValueError):  # a name too long for a path, a NUL
+        return p  # read_toml names the file and the reason
+    raise ConfigError(f"config {show(arg)}: no such file or preset; presets: {', '.join(preset_names())}")
 
 
 # Under torchrun every rank runs the same command; only rank 0 checks the run directory (the
@@ -78,9 +79,9 @@ def cmd_train(args) -> int:
         return run_dir or layout.new_run_dir(root, name)
 
     if cfg.train.backend == "cerebras":
-        from gigagpt.config import check_cluster
+        from gigagpt.settings import check_cluster
 
-        check_cluster(cfg)
+        check_cluster(cfg, path)
         return launch_cerebras(cfg, ["train", str(path), "--run-dir", str(new_dir()), "--preset", path.stem,
                                      *cerebras_args(args)])
     if args.nproc > 1:
@@ -90,11 +91,27 @@ def cmd_train(args) -> int:
         return launch_torchrun(args.nproc, ["train", str(path), "--run-dir", str(new_dir()), *passthrough(args)])
     from gigagpt.train import pick_device, train  # torch is imported only by the commands that need it
 
-    pick_device(args.device)  # a missing device is an argument error, before any file is written
+    check_memory(cfg, pick_device(args.device), path)  # a missing device or too small a one: before any file is written
     run_dir = new_dir()
     if RANK0:
         print(f"run directory: {run_dir}", flush=True)
     return train(cfg, run_dir, args.device, stop_at=args.stop_at, argv=sys.argv, preset=path.stem)
+
+
+def check_memory(cfg, device, source) -> None:
+    """Refuse a model whose training (the planner's estimate for one process) exceeds all of this
+    device's memory: it would make a run directory and then die allocating, or swap for hours."""
+    import psutil
+    import torch
+
+    from gigagpt.plan import memory_estimate
+
+    need = memory_estimate(cfg, 1, "none", cfg.train.activation_checkpointing)["total"]
+    have = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else psutil.virtual_memory().total
+    if need > have:
+        raise ConfigError(f"{source}: model.n_layer = {cfg.model.n_layer}, n_embd = {cfg.model.n_embd}, train.batch_size = "
+                          f"{cfg.train.batch_size}: training needs about {need / 2**30:,.0f} GiB, and this {device.type} "
+                          f"device has {have / 2**30:,.0f} GiB; see `gigagpt plan CONFIG` for how many devices it takes")
 
 
 def cmd_resume(args) -> int:
@@ -126,7 +143,7 @@ def cmd_resume(args) -> int:
         raise ConfigError(f"run {run_dir}: completed at step {meta.step}; to train on, pass "
                           f"--set train.max_steps=N with N > {meta.step}")
     if cfg.train.backend == "cerebras":
-        return launch_cerebras(cfg, ["resume", str(run_dir), *cerebras_args(args), *scratch])
+        return launch_cerebras(cfg, ["resume", str(run_dir), *cerebras_args(args), *scratch], run_dir / "config.toml")
     if ckpts and ckpts[-1].suffix == ".mdl":
         raise ConfigError(f"{ckpts[-1]}: a Cerebras checkpoint (cstorch.save); it resumes with "
                           "train.backend = \"cerebras\" only")
@@ -156,8 +173,12 @@ def cmd_check_csx(args) -> int:
 
 
 def cmd_env(args) -> int:
-    from gigagpt.config import CEREBRAS_ENV, REPO
+    from gigagpt.settings import CEREBRAS_ENV, describe
+    from gigagpt.store.meta import printable
 
+    if args.backend is None:  # which settings are in effect, and from where
+        print("\n".join(printable(line) for line in describe()))
+        return 0
     script = REPO / "scripts" / "cerebras-env.sh"
     return os.spawnv(os.P_WAIT, "/bin/bash", ["bash", str(script), str(args.path or CEREBRAS_ENV)])
 
@@ -268,8 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     q.set_defaults(func=cmd_check_csx)
 
-    q = sub.add_parser("env", help="build the Python environment of a backend (cerebras: ~6 GB, minutes)")
-    q.add_argument("backend", choices=["cerebras"])
+    q = sub.add_parser("env", help="show the settings in effect; with a backend, build its Python environment "
+                                   "(cerebras: ~6 GB, minutes)")
+    q.add_argument("backend", nargs="?", choices=["cerebras"])
     q.add_argument("--path", help="where (default: .venv-cerebras in the repository)")
     q.set_defaults(func=cmd_env)
 

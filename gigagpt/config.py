@@ -5,7 +5,7 @@ No torch here: the dashboard imports this module to validate its form.
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import os
 import re
 import sys
@@ -96,40 +96,81 @@ CHOICES = {("model", "attention"): ("sdpa", "math"), ("train", "dtype"): ("bfloa
            ("cerebras", "target"): ("CSX", "CPU")}
 
 
-def data_root() -> Path:
-    return Path(os.environ.get("GIGAGPT_DATA", "data"))
-
-
-def runs_root() -> Path:
-    return Path(os.environ.get("GIGAGPT_RUNS", "runs"))
-
-
-def cache_dir() -> Path:
-    if os.environ.get("GIGAGPT_CACHE"):
-        return Path(os.environ["GIGAGPT_CACHE"])
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "gigagpt"
-    base = os.environ.get("LOCALAPPDATA") if sys.platform == "win32" else os.environ.get("XDG_CACHE_HOME")
-    return Path(base or Path.home() / ".cache") / "gigagpt"
-
-
 def _type_name(t) -> str:
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+    return {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
             list: "a list of strings"}[t]
 
 
-def _check_type(where: str, key: str, value, t):
-    """Return value as type t, or raise. TOML ints are accepted where floats are expected."""
+def show(value) -> str:
+    """A value as an error line shows it: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# Each key's allowed values beyond its type: (test, what the error says). Bounds are sane upper
+# limits: far above any real model or run, and small enough that the planner's arithmetic holds.
+BIG = 10**12
+RULES = {
+    "model.n_layer": (lambda v: 1 <= v <= 1024, "must be in [1, 1024]"),
+    "model.n_head": (lambda v: 1 <= v <= 65536, "must be in [1, 65536]"),
+    "model.n_embd": (lambda v: 1 <= v <= 65536, "must be in [1, 65536]"),
+    "model.block_size": (lambda v: 1 <= v <= 1 << 20, "must be in [1, 1048576]"),
+    "model.vocab_size": (lambda v: 1 <= v <= 1 << 20, "must be in [1, 1048576]"),
+    "model.dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "model.init_std": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "train.lr": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "train.min_lr_ratio": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "train.warmup_steps": (lambda v: 0 <= v <= BIG, f"must be in [0, {BIG:,}]"),
+    "train.weight_decay": (lambda v: v >= 0, "must be >= 0"),
+    "train.grad_clip": (lambda v: v >= 0, "must be >= 0 (0 disables clipping)"),
+    "train.beta1": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "train.beta2": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "train.eps": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "train.seed": (lambda v: 0 <= v < 2**63, "must be in [0, 2**63)"),
+    "cerebras.num_systems": (lambda v: 1 <= v <= 1024, "must be in [1, 1024]"),
+    "cerebras.mgmt_address": (lambda v: not v or re.fullmatch(r"[^\s:]+:[0-9]{1,5}", v), 'must be "host:port"'),
+    **{f"train.{k}": (lambda v: 1 <= v <= BIG, f"must be in [1, {BIG:,}]")
+       for k in ("max_steps", "batch_size", "grad_accum", "log_interval", "eval_interval", "eval_steps",
+                 "checkpoint_interval", "keep_checkpoints")},
+    **{f"{s}.{k}": (lambda v, c=c: v in c, "must be one of " + ", ".join(map(repr, c))) for (s, k), c in CHOICES.items()},
+}
+PATH_KEYS = ("data.dataset", "cerebras.credentials_path", "cerebras.cluster_config", "cerebras.mount_dirs",
+             "cerebras.python_paths")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _path_problem(value: str, may_be_empty: bool) -> str | None:
+    """Why a path cannot name a file on any system we run on, or None."""
+    if not value:
+        return None if may_be_empty else "must not be empty"
+    if len(os.fsencode(value)) > 4096 or any(len(os.fsencode(p)) > 255 for p in value.split("/")):
+        return "is too long for a path (4096 bytes, 255 a name)"
+    return None
+
+
+def check_value(where: str, dotted: str, value, t):
+    """value as the key's type t, or ConfigError naming where, the key, the value and what is allowed.
+    TOML integers are accepted where floats are expected."""
     ok = (
         (t is bool and isinstance(value, bool))
         or (t is int and isinstance(value, int) and not isinstance(value, bool))
-        or (t is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (t is float and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
         or (t is str and isinstance(value, str))
         or (t is list and isinstance(value, list) and all(isinstance(v, str) for v in value))
     )
     if not ok:
-        raise ConfigError(f"{where}: {key} = {value!r}: must be {_type_name(t)}")
-    return float(value) if t is float else value
+        raise ConfigError(f"{where}: {dotted} = {show(value)}: must be {_type_name(t)}")
+    value = float(value) if t is float else value
+    for text in value if t is list else [value] if t is str else []:
+        problem = "must be one line of printable text" if CONTROL.search(text) else None
+        if dotted in PATH_KEYS:
+            problem = problem or _path_problem(text, dotted.endswith(("credentials_path", "cluster_config")))
+        if problem:
+            raise ConfigError(f"{where}: {dotted} = {show(value)}: {problem}")
+    test, allowed = RULES.get(dotted, (None, None))
+    if test and not test(value):
+        raise ConfigError(f"{where}: {dotted} = {show(value)}: {allowed}")
+    return value
 
 
 def _field_types(cls) -> dict:
@@ -137,51 +178,58 @@ def _field_types(cls) -> dict:
     return {f.name: hints[f.type] if isinstance(f.type, str) else f.type for f in fields(cls)}
 
 
+def _home_of(key: str) -> str:
+    """ '; it belongs in [train]' for a key of another section, else ''."""
+    homes = [s for s, cls in SECTIONS.items() if key in _field_types(cls)]
+    return f"; {key} belongs in [{homes[0]}]" if homes else ""
+
+
 def from_dict(raw: dict, source: str = "<config>") -> Config:
     cfg = Config()
     for section, values in raw.items():
+        sections = ", ".join(f"[{s}]" for s in SECTIONS)
+        if section not in SECTIONS and isinstance(values, dict):
+            raise ConfigError(f"{source}: unknown section [{show(section).strip(chr(39))}]; allowed: {sections}")
         if section not in SECTIONS:
-            raise ConfigError(f"{source}: unknown section [{section}]; allowed: {', '.join(SECTIONS)}")
+            raise ConfigError(f"{source}: {show(section).strip(chr(39))} = {show(values)} at the top level: keys go "
+                              f"in a section ({sections}){_home_of(section)}")
         if not isinstance(values, dict):
-            raise ConfigError(f"{source}: {section} = {values!r}: must be a [{section}] table")
+            raise ConfigError(f"{source}: {section} = {show(values)}: must be a [{section}] table")
         types = _field_types(SECTIONS[section])
         for key, value in values.items():
             if key not in types:
-                raise ConfigError(
-                    f"{source}: unknown key {section}.{key}; allowed in [{section}]: {', '.join(types)}"
-                )
-            setattr(getattr(cfg, section), key, _check_type(source, f"{section}.{key}", value, types[key]))
+                raise ConfigError(f"{source}: unknown key {section}.{show(key).strip(chr(39))}; allowed in "
+                                  f"[{section}]: {', '.join(types)}{_home_of(key)}")
+            setattr(getattr(cfg, section), key, check_value(source, f"{section}.{key}", value, types[key]))
     return cfg
 
 
 def parse_override(text: str, source: str = "--set") -> tuple[str, str, object]:
-    """'train.lr=3e-4' -> ('train', 'lr', 0.0003), converted to the key's type."""
-    if "=" not in text or "." not in text.split("=", 1)[0]:
-        raise ConfigError(f"{source} {text!r}: expected section.key=value, e.g. train.lr=3e-4")
-    dotted, raw = (s.strip() for s in text.split("=", 1))
-    section, key = dotted.split(".", 1)
+    """'train.lr=3e-4' -> ('train', 'lr', 0.0003). The value is read as TOML (numbers, booleans,
+    strings, arrays); a string key also takes bare text (data.dataset=shakespeare), and a list key
+    comma-separated text (cerebras.mount_dirs=/data,/scratch)."""
+    dotted, _, raw = (s.strip() for s in text.partition("="))
+    section, _, key = dotted.partition(".")
+    if "=" not in text or not section or not key:
+        raise ConfigError(f"{source}: {show(text)}: expected section.key=value, e.g. train.lr=3e-4")
     if section not in SECTIONS:
-        raise ConfigError(f"{source} {text!r}: unknown section [{section}]; allowed: {', '.join(SECTIONS)}")
+        raise ConfigError(f"{source}: {show(text)}: unknown section [{section}]; allowed: {', '.join(SECTIONS)}")
     types = _field_types(SECTIONS[section])
     if key not in types:
-        raise ConfigError(f"{source} {text!r}: unknown key {dotted}; allowed in [{section}]: {', '.join(types)}")
+        raise ConfigError(f"{source}: {show(text)}: unknown key {dotted}; allowed in [{section}]: "
+                          f"{', '.join(types)}{_home_of(key)}")
     t = types[key]
     try:
-        if t is bool:
-            if raw.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            value = raw.lower() in ("true", "1")
-        elif t is int:
-            value = int(raw.replace("_", ""))
-        elif t is float:
-            value = float(raw)
-        elif t is list:  # --set cerebras.mount_dirs=/data,/scratch
-            value = [v.strip() for v in raw.split(",") if v.strip()]
-        else:
-            value = raw
-    except ValueError:
-        raise ConfigError(f"{source} {dotted} = {raw!r}: must be {_type_name(t)}") from None
-    return section, key, value
+        value = tomllib.loads(f"v = {raw}")["v"] if raw and not CONTROL.search(raw) else raw
+    except (ValueError, RecursionError):  # not TOML: bare text
+        value = raw
+    if t is str:  # bare text, or text that TOML reads as another type (data.dataset=2024), is the string
+        value = value if isinstance(value, str) else raw
+    elif t is list and value is raw:
+        value = [v.strip() for v in raw.split(",") if v.strip()]
+    elif value is raw and raw:
+        raise ConfigError(f"{source}: {dotted} = {show(raw)}: must be {_type_name(t)}")
+    return section, key, check_value(source, dotted, value, t)
 
 
 def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") -> Config:
@@ -215,7 +263,7 @@ def read_toml(path: Path, what: str) -> dict:
         raise ConfigError(f"{path}: {what} unreadable ({e.strerror or e})") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
 
@@ -223,148 +271,58 @@ def load_config(path, overrides: list[str] | None = None, check_data: bool = Tru
     """Read, override and validate a TOML config. Raises ConfigError on any problem."""
     path = Path(path)
     raw = read_toml(path, "config file")
-    raw = {**raw, "cerebras": {**settings().get("cerebras", {}), **raw.get("cerebras", {})}}
-    cfg = apply_overrides(from_dict(raw, str(path)), overrides or [])
+    if all(isinstance(v, dict) and not v for v in raw.values()):
+        raise ConfigError(f"{path}: the config sets nothing (an empty config would train the default 124M model); "
+                          f"start from a preset: {', '.join(preset_names())}")
+    cfg = from_dict(raw, str(path))
+    given = raw.get("cerebras", {})
+    from gigagpt.settings import settings  # settings.py checks its [cerebras] table with from_dict
+
+    for key, value in settings().get("cerebras", {}).items():  # the settings file's cluster, where the config is silent
+        if key not in given:
+            setattr(cfg.cerebras, key, value)
+    cfg = apply_overrides(cfg, overrides or [])
     validate(cfg, str(path), check_data=check_data)
     return cfg
 
 
-# ---------------------------------------------------------------------------- settings (this machine)
-
 REPO = Path(__file__).resolve().parent.parent
+PRESETS_DIR = REPO / "configs"
 
 
-def settings_path() -> Path | None:
-    """The settings file: $GIGAGPT_SETTINGS, else ./gigagpt.toml, else the user config dir's."""
-    if os.environ.get("GIGAGPT_SETTINGS"):
-        return Path(os.environ["GIGAGPT_SETTINGS"])
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    for p in (Path("gigagpt.toml"), Path(base) / "gigagpt" / "gigagpt.toml"):
-        if p.is_file():
-            return p
-    return None
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
 
 
-def settings() -> dict:
-    """This machine's settings (TOML), {} without a file:
-    [python] cerebras = "/path/to/python"  (the interpreter of the Cerebras SDK's environment)
-    [cerebras] mgmt_address = "...", ...   (defaults for every config's [cerebras] section)
-    [runs] roots = ["/path/a", ...]        (more runs roots to browse: extra_runs_roots())"""
-    path = settings_path()
-    if path is None:
-        return {}
-    try:
-        raw = read_toml(path, "settings file")
-    except ConfigError as e:
-        raise ConfigError(f"{e} (the settings file)") from None
-    for key, value in raw.items():
-        if key not in ("python", "cerebras", "runs") or not isinstance(value, dict):
-            raise ConfigError(f"{path}: {key}: unknown; the settings file has [python], [cerebras] and [runs] tables")
-    from_dict({"cerebras": raw.get("cerebras", {})}, str(path))  # same keys and types as a config's
-    return raw
-
-
-def extra_runs_roots() -> list[Path]:
-    """Settings [runs] roots: more runs roots, browsed (listed, opened, resumed...) besides the
-    runs root (--runs-root, else $GIGAGPT_RUNS or ./runs), where new runs are launched. `~` is
-    expanded; a relative path is relative to the settings file. Whether they exist is the
-    caller's to say (gigagpt.store.layout.root_problem)."""
-    path = settings_path()
-    raw = settings().get("runs", {})
-    unknown = set(raw) - {"roots"}
-    if unknown:
-        raise ConfigError(f"{path}: [runs] {', '.join(sorted(unknown))}: unknown; [runs] has roots")
-    roots = raw.get("roots", [])
-    if not isinstance(roots, list) or not all(isinstance(r, str) and r for r in roots):
-        raise ConfigError(f"{path}: [runs] roots = {roots!r}: must be a list of paths (strings)")
-    try:
-        return [path.parent / Path(r).expanduser() for r in roots]  # an absolute path stays itself
-    except RuntimeError as e:  # ~user that does not exist
-        raise ConfigError(f"{path}: [runs] roots = {roots!r}: {e}") from None
-
-
-CEREBRAS_ENV = REPO / ".venv-cerebras"  # where scripts/cerebras-env.sh builds the SDK's environment
-
-
-def cerebras_python() -> Path:
-    """The Python of the Cerebras SDK's environment: settings [python] cerebras, else the default."""
-    named = settings().get("python", {}).get("cerebras")
-    python = Path(named).expanduser() if named else CEREBRAS_ENV / "bin" / "python"
-    if not os.access(python, os.X_OK):
-        where = f"{settings_path()}: [python] cerebras = {named!r}" if named else f"{python}"
-        raise ConfigError(f"no Python for the Cerebras backend at {where}; build its environment with "
-                          f"`gigagpt env cerebras` (scripts/cerebras-env.sh, ~6 GB), or name one in "
-                          f"gigagpt.toml: [python] cerebras = \"/path/to/bin/python\"")
-    return python
-
-
-def check_cluster(cfg: Config) -> None:
-    """Raise ConfigError naming the missing setting when a Cerebras run needs a cluster it lacks.
-
-    Runs before anything slow (the SDK's own error comes only after its start-up and a compile)."""
-    c = cfg.cerebras
-    if cfg.train.backend != "cerebras" or c.target != "CSX" or c.validate_only:
-        return
-    for key in ("mount_dirs", "python_paths"):
-        for d in getattr(c, key):
-            if not Path(d).exists():
-                raise ConfigError(f"cerebras.{key}: {d!r} does not exist on this machine")
-    if c.credentials_path and not Path(c.credentials_path).is_file():
-        raise ConfigError(f"cerebras.credentials_path = {c.credentials_path!r}: no such file")
-    if not c.mgmt_address and not Path(c.cluster_config).is_file():
-        raise ConfigError(
-            f"no Cerebras cluster configured: cerebras.mgmt_address is not set and the cluster config file "
-            f"cerebras.cluster_config = {c.cluster_config!r} does not exist. Set [cerebras] mgmt_address = "
-            f"\"host:port\" (and credentials_path) in the config or in the settings file gigagpt.toml, "
-            f"or check the model without a cluster: `gigagpt check-csx CONFIG`")
+MAX_PARAMS = 10**13  # 57x GPT-3: past this the planner's figures (and any machine) mean nothing
 
 
 def validate(cfg: Config, source: str = "<config>", check_data: bool = True) -> None:
-    m, t = cfg.model, cfg.train
+    """Every key's type and range (a Config can be built in code, or from a checkpoint's dict),
+    then the rules between keys, then (check_data) the dataset."""
+    from gigagpt.plan import param_count  # pure arithmetic; plan imports this module
+
+    for section, cls in SECTIONS.items():
+        for key, t in _field_types(cls).items():
+            check_value(source, f"{section}.{key}", getattr(getattr(cfg, section), key), t)
+    m, t, c = cfg.model, cfg.train, cfg.cerebras
 
     def bad(key, value, allowed):
-        raise ConfigError(f"{source}: {key} = {value!r}: {allowed}")
+        raise ConfigError(f"{source}: {key} = {show(value)}: {allowed}")
 
-    for key in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
-        if getattr(m, key) <= 0:
-            bad(f"model.{key}", getattr(m, key), "must be > 0")
     if m.n_embd % m.n_head:
         bad("model.n_embd", m.n_embd, f"must be divisible by model.n_head = {m.n_head}")
-    if not 0.0 <= m.dropout < 1.0:
-        bad("model.dropout", m.dropout, "must be in [0, 1)")
-    if m.init_std <= 0:
-        bad("model.init_std", m.init_std, "must be > 0")
-    for key in ("max_steps", "batch_size", "grad_accum", "log_interval", "eval_interval",
-                "eval_steps", "checkpoint_interval", "keep_checkpoints"):
-        if getattr(t, key) <= 0:
-            bad(f"train.{key}", getattr(t, key), "must be > 0")
-    if t.lr <= 0:
-        bad("train.lr", t.lr, "must be > 0")
-    if not 0.0 <= t.min_lr_ratio <= 1.0:
-        bad("train.min_lr_ratio", t.min_lr_ratio, "must be in [0, 1]")
-    if t.warmup_steps < 0 or t.warmup_steps > t.max_steps:
+    if param_count(m) > MAX_PARAMS:
+        bad("model.n_layer", m.n_layer, f"with n_embd = {m.n_embd}, vocab_size = {m.vocab_size} and block_size = "
+            f"{m.block_size} makes {param_count(m):.2e} parameters; at most {MAX_PARAMS:.0e}")
+    if t.warmup_steps > t.max_steps:
         bad("train.warmup_steps", t.warmup_steps, f"must be in [0, train.max_steps = {t.max_steps}]")
-    for key in ("weight_decay", "grad_clip"):
-        if getattr(t, key) < 0:
-            bad(f"train.{key}", getattr(t, key), "must be >= 0")
-    for key in ("beta1", "beta2"):
-        if not 0.0 <= getattr(t, key) < 1.0:
-            bad(f"train.{key}", getattr(t, key), "must be in [0, 1)")
-    if t.eps <= 0:
-        bad("train.eps", t.eps, "must be > 0")
-    c = cfg.cerebras
-    if c.num_systems <= 0:
-        bad("cerebras.num_systems", c.num_systems, "must be > 0")
-    if c.mgmt_address and not re.fullmatch(r"[^\s:]+:[0-9]+", c.mgmt_address):
-        bad("cerebras.mgmt_address", c.mgmt_address, 'must be "host:port"')
     if t.backend == "cerebras" and t.batch_size * t.grad_accum % c.num_systems:
         bad("train.batch_size", t.batch_size, f"times train.grad_accum = {t.grad_accum} must be divisible by "
             f"cerebras.num_systems = {c.num_systems} (each system streams an equal share)")
-    for (section, key), allowed in CHOICES.items():
-        value = getattr(getattr(cfg, section), key)
-        if value not in allowed:
-            bad(f"{section}.{key}", value, "must be one of " + ", ".join(map(repr, allowed)))
     if check_data:
+        from gigagpt.dataset import dataset_info  # reads files: only when asked to
+
         info = dataset_info(cfg.data.dataset, source)
         for split in ("train", "val"):
             if info["tokens"][split] <= m.block_size:
@@ -374,38 +332,6 @@ def validate(cfg: Config, source: str = "<config>", check_data: bool = True) -> 
         if info["vocab_size"] > m.vocab_size:
             bad("model.vocab_size", m.vocab_size,
                 f"must be >= the dataset's vocabulary ({info['vocab_size']}, {info['path']})")
-
-
-def resolve_dataset(name: str) -> Path:
-    """A dataset is a directory path, or a name under the data root."""
-    p = Path(name).expanduser()
-    if p.is_dir() or os.sep in name or name.startswith("."):
-        return p
-    return data_root() / name
-
-
-def dataset_info(name: str, source: str = "<config>") -> dict:
-    """Token counts of a prepared dataset, from the .bin sizes (the truth) and meta.json."""
-    path = resolve_dataset(name)
-    missing = [f for f in ("train.bin", "val.bin") if not (path / f).is_file()]
-    if missing:
-        raise ConfigError(
-            f"{source}: data.dataset = {name!r}: no prepared dataset at {path} (missing "
-            f"{', '.join(missing)}); prepare one with `gigagpt data prepare shakespeare`"
-        )
-    meta = {}
-    if (path / "meta.json").is_file():
-        try:
-            meta = json.loads((path / "meta.json").read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path / 'meta.json'}: not valid JSON: {e}") from None
-    return {
-        "path": path,
-        "tokens": {s: (path / f"{s}.bin").stat().st_size // 2 for s in ("train", "val")},
-        "vocab_size": int(meta.get("vocab_size", 0)),
-        "eot": meta.get("eot", 50256),
-        "meta": meta,
-    }
 
 
 def to_dict(cfg: Config) -> dict:

@@ -33,8 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gigagpt.config import ConfigError, data_root, dataset_info, resolve_dataset
+from gigagpt.config import ConfigError
+from gigagpt.dataset import dataset_info, resolve_dataset
 from gigagpt.sdist import DownloadError, sdist_bytes
+from gigagpt.settings import data_root
 from gigagpt.tokenizer import EOT, RANKS_FILE, VOCAB_SIZE, fetch_tokenizer, get_tokenizer
 
 BLOCK = 1 << 17  # characters read and tokenized at a time (2^17 balanced 2 cores best, measured)

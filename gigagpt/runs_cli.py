@@ -13,7 +13,6 @@ import signal
 import sys
 from pathlib import Path
 
-from gigagpt.config import runs_root
 from gigagpt.listing import (
     ROOT_COLUMN,
     SORT_KEYS,
@@ -27,6 +26,7 @@ from gigagpt.listing import (
     sort_rows,
     table,
 )
+from gigagpt.settings import runs_root
 from gigagpt.store.actions import check_deletable, delete, interrupted_deletions, rename, running_pid, send_signal, set_tags
 from gigagpt.store.curves import config_diff, flat_config, read_config_text
 from gigagpt.store.export import check_target, export_csv, export_tensorboard

@@ -29,7 +29,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit, urlunsplit
 
-from gigagpt.config import cache_dir
+from gigagpt.settings import cache_dir
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 MAX_BYTES = 64 << 20  # the pinned sdists are 0.8 and 5.4 MB: a bigger answer is not one of them

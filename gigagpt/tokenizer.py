@@ -17,8 +17,8 @@ from pathlib import Path
 import tiktoken
 import tiktoken.load
 
-from gigagpt.config import cache_dir
 from gigagpt.sdist import DownloadError, sdist_bytes
+from gigagpt.settings import cache_dir
 
 EOT = 50256
 VOCAB_SIZE = 50257

@@ -17,9 +17,11 @@ import torch
 import gigagpt
 from gigagpt import checkpoint, dist
 from gigagpt.batches import draw_windows, load_windows, my_share, open_split
-from gigagpt.config import Config, ConfigError, cache_dir, dataset_info, to_dict, to_toml
+from gigagpt.config import Config, ConfigError, to_dict, to_toml
+from gigagpt.dataset import dataset_info
 from gigagpt.model import build_model
 from gigagpt.plan import check_world, choose_parallel, flops_per_token, param_count, peak_for_device_name, tokens_per_step
+from gigagpt.settings import cache_dir
 from gigagpt.store.checkpoints import no_checkpoint
 from gigagpt.store.files import RunError, write_json
 from gigagpt.store.writer import RunWriter

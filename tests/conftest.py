@@ -76,11 +76,34 @@ def start_training(dataset, run_dir, *extra):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, start_new_session=True)
 
 
+def resume_training(run_dir, *extra):
+    """`gigagpt resume` of a run in the background, in its own session."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-m", "gigagpt", "resume", str(run_dir), *map(str, extra)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, start_new_session=True)
+
+
+def overflow_checkpoint(run_dir):
+    """Fill the newest checkpoint's token embedding with 1e38: finite, so it loads, but the next
+    forward overflows and the loss is non-finite. A real path to a `failed` run: every config
+    value that would diverge on its own (lr 1e9) is refused by validation."""
+    import torch
+
+    from gigagpt.store.layout import checkpoints
+
+    path = checkpoints(run_dir)[-1]
+    state = torch.load(path, weights_only=True)
+    state["model"]["wte.weight"].fill_(1e38)
+    torch.save(state, path)
+
+
 @pytest.fixture(scope="session")
 def past_runs(tmp_path_factory, dataset):
     """A runs root with real runs of each ending, trained side by side (read-only for tests:
     copy a run before changing it): `done` (completed, 6 steps, an eval), `stopped` (--stop-at 4
-    of 20), `failed` (lr 1e9: non-finite loss), `crashed` (SIGKILL after its first train line)."""
+    of 20), `failed` (non-finite loss: stopped at 2, overflow_checkpoint, resumed), `crashed`
+    (SIGKILL after its first train line)."""
     import signal
     import time
 
@@ -88,8 +111,7 @@ def past_runs(tmp_path_factory, dataset):
     procs = {
         "done": start_training(dataset, root / "done", "--set", "train.max_steps=6"),
         "stopped": start_training(dataset, root / "stopped", "--set", "train.max_steps=20", "--stop-at", 4),
-        "failed": start_training(dataset, root / "failed", "--set", "train.max_steps=6", "--set", "train.lr=1e9",
-                                 "--set", "train.grad_clip=0"),
+        "failed": start_training(dataset, root / "failed", "--set", "train.max_steps=6", "--stop-at", 2),
         "crashed": start_training(dataset, root / "crashed", "--set", "train.max_steps=100000",
                                   "--set", "train.checkpoint_interval=2"),
     }
@@ -103,6 +125,9 @@ def past_runs(tmp_path_factory, dataset):
             time.sleep(0.1)
         os.killpg(procs["crashed"].pid, signal.SIGKILL)
         procs["crashed"].wait()
+        procs["failed"].wait(timeout=200)
+        overflow_checkpoint(root / "failed")
+        procs["failed"] = resume_training(root / "failed")
         for name in ("done", "stopped", "failed"):
             procs[name].wait(timeout=200)
     finally:

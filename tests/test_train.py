@@ -7,7 +7,7 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, gigagpt
+from conftest import REPO, gigagpt, overflow_checkpoint
 
 from gigagpt.store.curves import load_curves
 from gigagpt.store.layout import checkpoints
@@ -173,17 +173,15 @@ def test_resume_refusals(dataset, tmp_path):
 
 def test_non_finite_loss_fails_without_checkpointing_bad_weights(dataset, tmp_path):
     run = tmp_path / "nan"
-    proc = gigagpt(*train_args(dataset, "--run-dir", run, "--set", "train.lr=1e30",
-                               "--set", "train.warmup_steps=0", "--set", "train.grad_clip=0",
-                               "--set", "train.checkpoint_interval=1", "--set", "train.max_steps=50"), check=False)
+    gigagpt(*train_args(dataset, "--run-dir", run, "--set", "train.checkpoint_interval=1",
+                        "--set", "train.max_steps=50", "--stop-at", 2))
+    overflow_checkpoint(run)  # the next forward overflows: no config value may diverge on its own
+    proc = gigagpt("resume", run, check=False)
     assert proc.returncode == 1
     meta = read_meta(run)
     assert meta.status == "failed" and "non-finite" in meta.failure
     failed_step = int(meta.failure.split("at step ")[1].split(";")[0])
-    for ckpt in checkpoints(run):
-        assert int(ckpt.stem.split("_")[1]) < failed_step
-        state = torch.load(ckpt, weights_only=True)
-        assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert failed_step == 3 and [c.name for c in checkpoints(run)] == ["step_00000001.pt", "step_00000002.pt"]
     events = [r for r in load_metrics(run) if r["kind"] == "event"]
     assert events[-1]["event"] == "failed" and "non-finite" in events[-1]["reason"]
 

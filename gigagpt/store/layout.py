@@ -11,7 +11,8 @@ import shutil
 import time
 from pathlib import Path
 
-from gigagpt.config import ConfigError, extra_runs_roots, runs_root, settings_path
+from gigagpt.config import ConfigError
+from gigagpt.settings import extra_runs_roots, runs_root, settings_path
 from gigagpt.store.files import RunError, os_reason
 from gigagpt.store.lock import LOCK_FILE
 from gigagpt.store.meta import printable
