@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import REPO, gigagpt
 
-from gigagpt.config import CEREBRAS_ENV
+from gigagpt.settings import CEREBRAS_ENV
 from gigagpt.store.layout import checkpoints
 from gigagpt.store.lock import HOST, RunLock, liveness
 from gigagpt.store.meta import read_meta
