@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from gigagpt.config import Config, from_dict
+from gigagpt.store.files import RunError
 
 CPU = torch.device("cpu")
 
@@ -40,10 +41,16 @@ def my_share(ix: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     return ix
 
 
-def load_windows(data: np.memmap, starts: torch.Tensor, block_size: int, device):
-    starts = starts.tolist()
-    x = torch.from_numpy(np.stack([data[i:i + block_size] for i in starts]).astype(np.int64))
-    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in starts]).astype(np.int64))
+def load_windows(data: np.memmap, starts: torch.Tensor, block_size: int, device, vocab_size: int):
+    """Inputs and targets of the windows at `starts`. Their token ids are checked: a dataset made
+    with another tokenizer would otherwise index past the embedding deep inside the model."""
+    windows = np.stack([data[i:i + block_size + 1] for i in starts.tolist()])
+    if windows.size and windows.max() >= vocab_size:
+        at = int(np.argmax(windows.max(axis=1) >= vocab_size))
+        raise RunError(f"{data.filename}: token id {int(windows[at].max())} (in the window at token {starts[at]}) is "
+                       f">= model.vocab_size = {vocab_size}: the dataset was made with another tokenizer")
+    w = torch.from_numpy(windows.astype(np.int64))
+    x, y = w[:, :-1].contiguous(), w[:, 1:].contiguous()
     if device.type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
@@ -67,7 +74,7 @@ def train_batches(cfg_dict: dict, dataset: str, start: int, steps: int):
         if cdist.is_streamer():
             n, r = cdist.num_streamers(), cdist.get_streaming_rank()
             starts = starts[r * len(starts) // n:(r + 1) * len(starts) // n]
-        yield load_windows(data, starts, cfg.model.block_size, CPU)
+        yield load_windows(data, starts, cfg.model.block_size, CPU, cfg.model.vocab_size)
 
 
 def eval_batches(cfg_dict: dict, dataset: str):
@@ -76,7 +83,7 @@ def eval_batches(cfg_dict: dict, dataset: str):
     data = open_split(Path(dataset), "val")
     gen = torch.Generator().manual_seed(cfg.train.seed + 1)
     for starts in draw_windows(data, cfg, cfg.train.eval_steps, gen):
-        yield load_windows(data, starts, cfg.model.block_size, CPU)
+        yield load_windows(data, starts, cfg.model.block_size, CPU, cfg.model.vocab_size)
 
 
 def zero_batches(cfg_dict: dict):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gigagpt.config import ConfigError, check_value, show
 from gigagpt.settings import data_root
-from gigagpt.store.files import read_regular
+from gigagpt.store.files import NotRegular, TooLarge, read_regular
 
 
 def resolve_dataset(name: str) -> Path:
@@ -36,15 +36,22 @@ def dataset_info(name: str, source: str = "<config>") -> dict:
         if missing:
             raise ConfigError(f"{where}: no prepared dataset at {path} (missing {', '.join(missing)}); "
                               "prepare one with `gigagpt data prepare shakespeare`")
-        tokens = {s: (path / f"{s}.bin").stat().st_size // 2 for s in ("train", "val")}
-        meta = {}
-        if (path / "meta.json").is_file():
+        sizes = {s: (path / f"{s}.bin").stat().st_size for s in ("train", "val")}
+        odd = [s for s, n in sizes.items() if n % 2]
+        if odd:  # np.uint16 tokens: a torn or foreign file
+            raise ConfigError(f"{where}: {path / f'{odd[0]}.bin'} has an odd size ({sizes[odd[0]]} bytes): not 2-byte tokens")
+        tokens = {s: n // 2 for s, n in sizes.items()}
+        try:
             meta = json.loads(read_regular(path / "meta.json", DATASET_META_MAX_BYTES))
+        except FileNotFoundError:  # optional: the .bin files are the dataset
+            meta = {}
     except ConfigError:
         raise
+    except (NotRegular, TooLarge) as e:
+        raise ConfigError(f"{path / 'meta.json'}: not a dataset's meta.json ({e.strerror})") from None
     except OSError as e:
         raise ConfigError(f"{where}: {e.strerror or e}") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, TooLarge
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
         raise ConfigError(f"{path / 'meta.json'}: not a dataset's meta.json ({e})") from None
     vocab = meta.get("vocab_size", 0) if isinstance(meta, dict) else None
     if not (isinstance(vocab, int) and not isinstance(vocab, bool) and 0 <= vocab <= 1 << 20):

@@ -79,7 +79,7 @@ def evaluate(model, data, cfg: Config, device, ctx, rank: int = 0, world: int = 
     share = my_share(draw_windows(data, cfg, cfg.train.eval_steps, gen), rank, world)
     total = 0.0
     for starts in share:
-        x, y = load_windows(data, starts, cfg.model.block_size, device)
+        x, y = load_windows(data, starts, cfg.model.block_size, device, cfg.model.vocab_size)
         with ctx:
             total += model(x, y).item()
     model.train()
@@ -299,7 +299,7 @@ def _train_loop(cfg, run_dir, device, resume, from_scratch, stop_at, writer, sta
         share = my_share(draw_windows(train_data, cfg, t.grad_accum, data_gen), rank, world)
         loss_sum = torch.zeros((), device=device)
         for i, starts in enumerate(share):
-            x, y = load_windows(train_data, starts, m.block_size, device)
+            x, y = load_windows(train_data, starts, m.block_size, device, m.vocab_size)
             sync = i == len(share) - 1 or parallel != "ddp"  # DDP: all-reduce on the last micro-step only
             with nullcontext() if sync else model.no_sync():
                 with ctx:

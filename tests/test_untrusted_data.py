@@ -1,0 +1,74 @@
+"""Datasets and settings that come from elsewhere: one line naming the file, nothing created,
+and a run that meets a bad token ends `failed` with the reason (issue 13)."""
+import json
+import os
+
+import numpy as np
+from conftest import TINY, gigagpt, write_dataset
+
+from gigagpt.store.meta import read_meta
+
+
+def train(dataset, *extra, **kw):
+    return gigagpt("train", "tiny", "--set", f"data.dataset={dataset}", *TINY, "--set", "train.max_steps=4",
+                   *extra, check=False, **kw)
+
+
+def test_token_ids_past_the_vocabulary_fail_the_run_with_the_file(tmp_path):
+    ds = write_dataset(tmp_path / "foreign")
+    tokens = np.fromfile(ds / "train.bin", dtype=np.uint16)
+    tokens[::7] = 60000  # a 65k-vocabulary tokenizer's ids in a GPT-2 model
+    tokens.tofile(ds / "train.bin")
+    proc = train(ds, "--run-dir", tmp_path / "run")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
+    meta = read_meta(tmp_path / "run")
+    assert meta.status == "failed"
+    assert "train.bin: token id 60000" in meta.failure and "model.vocab_size = 50257" in meta.failure
+
+
+def test_a_torn_bin_or_bad_meta_is_one_line_and_no_run(tmp_path):
+    cases = {
+        "odd": lambda ds: open(ds / "val.bin", "ab").write(b"\0"),
+        "meta-not-json": lambda ds: (ds / "meta.json").write_text("{nope"),
+        "meta-list": lambda ds: (ds / "meta.json").write_text("[1, 2]"),
+        "meta-vocab": lambda ds: (ds / "meta.json").write_text(json.dumps({"vocab_size": "50257"})),
+        "meta-huge": lambda ds: (ds / "meta.json").write_text(json.dumps({"vocab_size": 10**30})),
+        "meta-fifo": lambda ds: ((ds / "meta.json").unlink(), os.mkfifo(ds / "meta.json")),
+        "meta-big": lambda ds: (ds / "meta.json").write_text(" " * (2 << 20)),
+    }
+    for name, damage in cases.items():
+        ds = write_dataset(tmp_path / name, n_train=2000, n_val=500)
+        damage(ds)
+        proc = train(ds, "--runs-root", tmp_path / "runs", timeout=60)
+        assert proc.returncode == 2, (name, proc.stderr)
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith("gigagpt: error: ") and str(ds) in line, (name, line)
+        assert not (tmp_path / "runs").exists(), name
+
+
+def test_empty_environment_paths_are_unset(tmp_path, dataset):
+    """GIGAGPT_RUNS= (empty) is the default ./runs, not the current directory."""
+    (tmp_path / "runs").mkdir()
+    env = {**os.environ, "GIGAGPT_RUNS": "", "GIGAGPT_DATA": ""}
+    proc = train(dataset, "--set", "train.max_steps=2", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"] and len(list((tmp_path / "runs").iterdir())) == 1
+    proc = gigagpt("env", cwd=tmp_path, env=env)
+    assert "runs root          runs (default)" in proc.stdout and "data root          data (default)" in proc.stdout
+
+
+def test_settings_file_in_the_current_directory_is_shown_and_its_python_announced(tmp_path, dataset):
+    marker = tmp_path / "ran"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    fake.chmod(0o755)
+    (tmp_path / "gigagpt.toml").write_text(f'[python]\ncerebras = "{fake}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "GIGAGPT_SETTINGS"}
+    proc = gigagpt("env", cwd=tmp_path, env=env)
+    assert "settings file      gigagpt.toml (in the current directory)" in proc.stdout
+    assert f"Cerebras SDK       {fake} (settings [python] cerebras)" in proc.stdout
+    proc = gigagpt("train", "tiny", "--backend", "cerebras", "--set", f"data.dataset={dataset}",
+                   "--set", "cerebras.target=CPU", "--runs-root", tmp_path / "runs", cwd=tmp_path, env=env, check=False)
+    first = proc.stderr.splitlines()[0]
+    assert first == f"gigagpt: running the Cerebras SDK's Python {fake} (named in gigagpt.toml: [python] cerebras)"
+    assert marker.exists()  # announced first, then run: the user asked for it in their settings
