@@ -137,7 +137,7 @@ def _load_into(path, cfg, parallel, model, raw_model, optimizer, data_gen, devic
             cuda_rngs = state["rng"]["cuda"]
             torch.cuda.set_rng_state(cuda_rngs[rank] if rank < len(cuda_rngs) else cuda_rngs[0], device)
         data_gen.set_state(state["rng"]["data"])
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, Unloadable):  # Unloadable: a .dcp refused as unsafe says so itself
         raise
     except BaseException as e:  # noqa: BLE001 - a sharded load wraps errors in a BaseException
         raise Unloadable(f"does not fit this model and optimizer ({brief(e)})") from None

@@ -115,24 +115,22 @@ def save_sharded(run_dir: Path, step: int, model, optimizer, extra: dict, rank: 
 
 def load_sharded(path: Path, model, optimizer) -> None:
     """Restore a .dcp checkpoint's weights and optimizer state into an FSDP model and optimizer
-    (its extra.pt is read by gigagpt.checkpoint)."""
-    import torch.distributed.checkpoint as dcp
+    (its extra.pt is read by gigagpt.checkpoint), through gigagpt.safe_dcp: nothing in it runs."""
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    from gigagpt import safe_dcp
 
     msd, osd = get_state_dict(model, optimizer)
     state = {"model": msd, "optimizer": osd}
-    dcp.load(state, checkpoint_id=str(path))
+    safe_dcp.load(state, path)
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
 def load_full_model_state(path: Path, model: torch.nn.Module) -> None:
-    """Weights of a .dcp checkpoint into an ordinary (unsharded) model, in one process."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.api import CheckpointException
+    """Weights of a .dcp checkpoint into an ordinary (unsharded) model, in one process; Unloadable
+    when it is refused as unsafe, RuntimeError when it does not load otherwise."""
+    from gigagpt import safe_dcp
 
     sd = model.state_dict()
-    try:
-        dcp.load({"model": sd}, checkpoint_id=str(path), no_dist=True)
-    except CheckpointException as e:  # a BaseException: a damaged .dcp would escape `except Exception`
-        raise RuntimeError(str(e).strip().splitlines()[-1] if str(e).strip() else "CheckpointException") from None
+    safe_dcp.load({"model": sd}, path, no_dist=True)
     model.load_state_dict(sd)

@@ -44,6 +44,8 @@ def load_model(run_dir: Path) -> tuple[Path, GPT]:
                 load_full_model_state(path, model)
             else:
                 model.load_state_dict(state["model"])
+        except Unloadable:  # refused as unsafe, or its .metadata unreadable: says so itself
+            raise
         except Exception as e:  # noqa: BLE001 - a damaged or foreign checkpoint
             raise Unloadable(f"its weights do not fit its config ({brief(e)})") from None
         return model
