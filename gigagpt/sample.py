@@ -48,6 +48,9 @@ def load_model(run_dir: Path) -> tuple[Path, GPT]:
             raise
         except Exception as e:  # noqa: BLE001 - a damaged or foreign checkpoint
             raise Unloadable(f"its weights do not fit its config ({brief(e)})") from None
+        with torch.no_grad():  # finite weights can still overflow: sampling would fail on NaN probabilities
+            if not torch.isfinite(model(torch.zeros(1, 1, dtype=torch.long))).all():
+                raise Unloadable("its outputs are not finite (weights that overflow)")
         return model
 
     path, model, skipped = newest_loadable(run_dir, attempt)
