@@ -281,7 +281,14 @@ def test_sample_generates_and_cancels(past_runs, tmp_path, gpt2_ready):
         async with app.run_test(size=(100, 30)) as pilot:
             runs = await open_browser(app, pilot)
             await go_to(pilot, runs, "failed")
-            await pilot.press("g")  # failed at step 2, before any checkpoint
+            await pilot.press("g")  # its only checkpoint's weights overflow (conftest.overflow_checkpoint)
+            failed = app.screen
+            assert isinstance(failed, SampleScreen)
+            await pilot.press("ctrl+r")
+            status = failed.query_one("#sample-status", Static)
+            await wait_for(pilot, lambda: "failed" in str(status.content), "the refusal")
+            assert "its outputs are not finite" in str(status.content)
+            await pilot.press("escape")
             assert app.screen is runs
             await go_to(pilot, runs, "done")
             await pilot.press("g")
