@@ -126,6 +126,10 @@ def cmd_resume(args) -> int:
         raise RunError(f"run {run_dir}: {e}") from None
     if RANK0:  # the lock: a live trainer (even a suspended one) keeps its run
         check_not_running(run_dir)
+    if meta.status == "cancelled":
+        raise RunError(f"run {run_dir}: cancelled before it started; nothing to resume")
+    if meta.status == "queued":  # a queued run starts here (the queue runner resumes it): from step 0
+        args.from_scratch = True
     scratch = ["--from-scratch"] if args.from_scratch else []
     nproc = args.nproc or (1 if UNDER_TORCHRUN else meta.world_size or 1)
     if nproc > 1:  # by default a run resumes with as many processes as it had
@@ -280,9 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_plan)
 
+    from gigagpt.queue_cli import add_queue_parser  # no torch: queue add, list, cancel, move, clear, run; sweep
     from gigagpt.runs_cli import add_runs_parser  # no torch: list, show, stop, export, rm, rename, tag
 
     add_runs_parser(sub)
+    add_queue_parser(sub)
 
     q = sub.add_parser("check-csx", help="trace and lower a config for Cerebras CSX (no cluster needed)")
     q.add_argument("config", help="a TOML config path or a preset name")

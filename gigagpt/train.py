@@ -253,8 +253,9 @@ def _train_loop(cfg, run_dir, device, resume, from_scratch, stop_at, writer, sta
         start(step)
         writer.set_aside(skipped, step)
         if rank == 0:
-            print(f"resumed from {path.name} at step {step}" if path else
-                  "no checkpoint loads: starting over at step 0 (--from-scratch)", flush=True)
+            print(f"resumed from {path.name} at step {step}" if path else "starting the queued run" if
+                  writer.old.get("status") == "queued" else "no checkpoint loads: starting over at step 0 (--from-scratch)",
+                  flush=True)
         writer.event("resume", step, log_steps=log_steps, log_loss_sum=log_loss_sum)
 
     if t.compile:

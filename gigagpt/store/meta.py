@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gigagpt.store.files import NotRegular, RunError, TooLarge, os_reason, read_regular
 
-STATUSES = ("running", "completed", "stopped", "failed")
+STATUSES = ("queued", "running", "completed", "stopped", "failed", "cancelled")
 NAME_MAX = 100
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+:=/-]{0,63}")  # fullmatch
 # C0/C1 controls, soft hyphen, zero-width and direction marks, line separators, bidi embeddings
@@ -76,6 +76,21 @@ def _command(v):
     return None
 
 
+def _order(v):
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return f"must be a number, not {type(v).__name__}"
+    return None if -1e12 < v < 1e12 else f"{repr(v)[:40]} is out of range"
+
+
+def _sweep(v):
+    """{"id": "<sweep id>", "values": {"train.lr": 0.001, ...}}: the values this run of a sweep has."""
+    if not isinstance(v, dict) or _str(v.get("id"), 200) or not isinstance(v.get("values"), dict):
+        return "must be an object with an id and values"
+    ok = all(isinstance(k, str) and not _str(k, 200) and isinstance(x, (int, float, str, bool))
+             for k, x in v["values"].items())
+    return None if ok and len(v["values"]) <= 64 else "values must map config keys to numbers, strings or booleans"
+
+
 def _versions(v):
     if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
         return "must be an object of version strings"
@@ -90,6 +105,7 @@ CHECKS = {
     "created": _opt(_time), "updated": _opt(_time), "heartbeat": _opt(_time),
     "step": _opt(_int()), "max_steps": _opt(_int()), "params": _opt(_int()),
     "tokens_per_step": _opt(_int()), "versions": _opt(_versions), "cerebras_systems": _opt(_int(1, 1 << 20)),
+    "queue_order": _opt(_order), "sweep": _opt(_sweep),
 }
 
 
@@ -116,6 +132,8 @@ class Meta:
     tokens_per_step: int | None = None
     versions: dict | None = None
     cerebras_systems: int | None = None
+    queue_order: float | None = None
+    sweep: dict | None = None
     raw: dict = field(default_factory=dict, repr=False)
 
     @property

@@ -119,6 +119,8 @@ class RunWriter:
                 check_new_run_dir(run_dir)  # again: another trainer may have started in it first
             else:
                 meta = read_meta(run_dir)
+                if meta.status == "cancelled":  # checked under the lock `gigagpt queue cancel` takes
+                    raise RunError(f"run {run_dir.name}: cancelled before it started; nothing to resume")
                 writer.old = dict(meta.raw)
         except RunError as e:
             writer.lock.release()
