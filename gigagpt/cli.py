@@ -43,7 +43,7 @@ def find_run(args) -> Path:
 
 def launch_torchrun(nproc: int, argv: list[str]) -> int:
     """`gigagpt ...` again, as `nproc` processes on this node (torchrun --standalone)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+    cmd = [sys.executable, "-m", "gigagpt.torchrun", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "gigagpt", *argv]
     print(f"launching {nproc} processes: torchrun --standalone --nproc-per-node={nproc} -m gigagpt "
           f"{' '.join(argv)}", flush=True)
