@@ -16,7 +16,7 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$sta
   # torch first, pinned: a bare 'torch' requirement would pull a multi-GB CUDA build on machines
   # that keep a CPU wheel locally. Users who already have torch in the venv keep theirs.
   "$VENV/bin/python" -c "import torch" 2>/dev/null || "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-  "$VENV/bin/python" -m pip install -q -e ".[test]"
+  "$VENV/bin/python" -m pip install -q -e ".[test,hf]"  # hf: tests/test_hf.py checks exports with transformers
   echo "$stamp" > "$VENV/.stamp"
 fi
 GG="$VENV/bin/gigagpt"

@@ -129,7 +129,7 @@ def load_mdl(path: Path, cfg: Config) -> dict:
         raise Unloadable(f"not a gigagpt checkpoint (no {', '.join(missing)})")
     if not isinstance(state["config"], dict) or not isinstance(state["config"].get("model"), dict):
         raise Unloadable("not a gigagpt checkpoint (no [model] in its config)")
-    if state["config"]["model"] != to_dict(cfg)["model"]:
+    if {**to_dict(Config())["model"], **state["config"]["model"]} != to_dict(cfg)["model"]:  # a key added since: its default
         raise RunError(f"{path.name}: the [model] section differs from the checkpoint's; "
                        "a resumed run can change [train] keys only")
     return state

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from gigagpt import dist
-from gigagpt.config import to_dict
+from gigagpt.config import Config, to_dict
 from gigagpt.store.checkpoints import Unloadable, newest_loadable, prune_checkpoints
 from gigagpt.store.failed import ErrorRecorder, writing
 from gigagpt.store.files import RunError, atomic_write, os_reason
@@ -122,7 +122,7 @@ def _load_into(path, cfg, parallel, model, raw_model, optimizer, data_gen, devic
     bad = _bad_counts(state)
     if bad:
         raise Unloadable(f"not a gigagpt checkpoint ({bad})")
-    if state["config"]["model"] != to_dict(cfg)["model"]:
+    if {**to_dict(Config())["model"], **state["config"]["model"]} != to_dict(cfg)["model"]:  # a key added since: its default
         raise RunError(f"{path.name}: the [model] section differs from the checkpoint's; "
                        "a resumed run can change [train] keys only")
     try:

@@ -60,6 +60,10 @@ def cmd_train(args) -> int:
 
     path = resolve_config(args.config)
     cfg = load_config(path, args.set + ([f"train.backend={args.backend}"] if args.backend else []))
+    if cfg.model.init_from:  # the shape comes from the Hugging Face config.json, checked with its weights
+        from gigagpt.hf_source import apply_init_from
+
+        cfg = apply_init_from(cfg, path, args.set)
     if args.stop_at is not None and args.stop_at <= 0:
         raise ConfigError(f"--stop-at {args.stop_at}: must be > 0")
     if args.nproc < 1:
@@ -284,10 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_plan)
 
+    from gigagpt.hf_export import add_export_parser  # torch only when it runs
     from gigagpt.queue_cli import add_queue_parser  # no torch: queue add, list, cancel, move, clear, run; sweep
     from gigagpt.runs_cli import add_runs_parser  # no torch: list, show, stop, export, rm, rename, tag
 
     add_runs_parser(sub)
+    add_export_parser(sub)
     add_queue_parser(sub)
 
     q = sub.add_parser("check-csx", help="trace and lower a config for Cerebras CSX (no cluster needed)")

@@ -33,6 +33,8 @@ class ModelConfig:
     dropout: float = 0.0
     init_std: float = 0.02
     attention: str = "sdpa"  # "sdpa" (fused kernel) or "math" (masked softmax, for compilers)
+    gelu: str = "exact"  # "exact" (erf, as gigaGPT and nanoGPT) or "tanh" (OpenAI GPT-2's: its weights need it)
+    init_from: str = ""  # "" random init; Hugging Face weights: gpt2, gpt2-medium, gpt2-large, gpt2-xl or a directory
 
 
 @dataclass
@@ -93,7 +95,7 @@ class Config:
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig, "cerebras": CerebrasConfig}
 CHOICES = {("model", "attention"): ("sdpa", "math"), ("train", "dtype"): ("bfloat16", "float32"),
            ("train", "parallel"): ("auto", "ddp", "fsdp"), ("train", "backend"): ("torch", "cerebras"),
-           ("cerebras", "target"): ("CSX", "CPU")}
+           ("cerebras", "target"): ("CSX", "CPU"), ("model", "gelu"): ("exact", "tanh")}
 
 
 def _type_name(t) -> str:
@@ -135,7 +137,7 @@ RULES = {
     **{f"{s}.{k}": (lambda v, c=c: v in c, "must be one of " + ", ".join(map(repr, c))) for (s, k), c in CHOICES.items()},
 }
 PATH_KEYS = ("data.dataset", "cerebras.credentials_path", "cerebras.cluster_config", "cerebras.mount_dirs",
-             "cerebras.python_paths")
+             "cerebras.python_paths", "model.init_from")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -164,7 +166,7 @@ def check_value(where: str, dotted: str, value, t):
     for text in value if t is list else [value] if t is str else []:
         problem = "must be one line of printable text" if CONTROL.search(text) else None
         if dotted in PATH_KEYS:
-            problem = problem or _path_problem(text, dotted.endswith(("credentials_path", "cluster_config")))
+            problem = problem or _path_problem(text, dotted.endswith(("credentials_path", "cluster_config", "init_from")))
         if problem:
             raise ConfigError(f"{where}: {dotted} = {show(value)}: {problem}")
     test, allowed = RULES.get(dotted, (None, None))
@@ -320,6 +322,8 @@ def validate(cfg: Config, source: str = "<config>", check_data: bool = True) -> 
     if t.backend == "cerebras" and t.batch_size * t.grad_accum % c.num_systems:
         bad("train.batch_size", t.batch_size, f"times train.grad_accum = {t.grad_accum} must be divisible by "
             f"cerebras.num_systems = {c.num_systems} (each system streams an equal share)")
+    if m.init_from and t.backend == "cerebras":
+        bad("model.init_from", m.init_from, 'is for train.backend = "torch" (the Cerebras trainer starts from random init)')
     if check_data:
         from gigagpt.dataset import dataset_info  # reads files: only when asked to
 

@@ -11,15 +11,16 @@ from gigagpt.cerebras_launch import cerebras_export
 from gigagpt.checkpoint import brief, load
 from gigagpt.config import ConfigError, from_dict, validate
 from gigagpt.model import GPT
-from gigagpt.store.checkpoints import Unloadable, newest_loadable
+from gigagpt.store.checkpoints import Unloadable, newest_loadable, not_files
 from gigagpt.store.files import RunError
-from gigagpt.store.layout import checkpoints
+from gigagpt.store.layout import checkpoint_step, checkpoints
 from gigagpt.tokenizer import get_tokenizer
 from gigagpt.train import pick_device
 
 
-def load_model(run_dir: Path) -> tuple[Path, GPT]:
-    """(checkpoint, model) of the newest checkpoint that loads; RunError when none does."""
+def load_model(run_dir: Path, step: int | None = None) -> tuple[Path, GPT]:
+    """(checkpoint, model) of the newest checkpoint that loads, or of the one at `step`; RunError
+    when none does."""
     if not checkpoints(run_dir):
         raise RunError(f"run {run_dir}: has no checkpoint yet")
 
@@ -53,6 +54,18 @@ def load_model(run_dir: Path) -> tuple[Path, GPT]:
                 raise Unloadable("its outputs are not finite (weights that overflow)")
         return model
 
+    if step is not None:  # that checkpoint or nothing (export-hf --step N)
+        path = next((p for p in checkpoints(run_dir) if checkpoint_step(p) == step), None)
+        if path is None:
+            raise RunError(f"run {run_dir}: no checkpoint of step {step}; it has "
+                           + ", ".join(p.name for p in checkpoints(run_dir)))
+        try:
+            problem = not_files(path)  # a FIFO or a loop where a file belongs: never opened
+            if problem:
+                raise Unloadable(problem)
+            return path, attempt(path)
+        except Unloadable as e:
+            raise RunError(f"run {run_dir}: {path.name}: {e}") from None
     path, model, skipped = newest_loadable(run_dir, attempt)
     why = "; ".join(f"{p.name}: {r}" for p, r in skipped)
     if path is None:

@@ -29,6 +29,13 @@ RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930
 WHISPER_SDIST = ("openai-whisper==20250625", "openai_whisper-20250625.tar.gz",
                  "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96")
 WHISPER_RANKS_MEMBER = "openai_whisper-20250625/whisper/assets/gpt2.tiktoken"
+# The same vocabulary in Hugging Face's files (vocab.json, merges.txt), for export-hf: the last
+# openai-whisper release that shipped them.
+HF_SDIST = ("openai-whisper==20230124", "openai-whisper-20230124.tar.gz",
+            "31adf9353bf0e3f891b6618896f22c65cf78cd6f845a4d5b7125aa5102187f79")
+HF_MEMBERS = {"vocab.json": "3ba3c3109ff33976c4bd966589c11ee14fcaa1f4c9e5e154c2ed7f99d80709e7",
+              "merges.txt": "fe36cab26d4f4421ed725e10a2e9ddb7f799449c603a96e7f29b5a3c82a95862"}
+HF_MEMBER_DIR = "openai-whisper-20230124/whisper/assets/gpt2/"
 # tiktoken's download has no timeout: where the network drops packets it would hang for minutes.
 TIKTOKEN_WAIT_S = 30
 FIX = "run `gigagpt data fetch-tokenizer` (it needs only a package index)"
@@ -112,3 +119,20 @@ def fetch_tokenizer() -> Path:
     os.replace(tmp, dest)  # atomic: readers see the old file or the whole new one
     _from_ranks_file.cache_clear()
     return dest
+
+
+def hf_tokenizer_files() -> dict[str, bytes]:
+    """GPT-2's vocab.json and merges.txt (Hugging Face's tokenizer files), from the pinned
+    openai-whisper sdist (cached once checked), each checked against its own sha256."""
+    try:
+        sdist = sdist_bytes(*HF_SDIST)  # its sha256 checked before tarfile reads it
+    except DownloadError as e:
+        raise TokenizerError(str(e)) from None
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(sdist)) as tar:  # read in memory, nothing extracted
+        for name, sha256 in HF_MEMBERS.items():
+            data = tar.extractfile(HF_MEMBER_DIR + name).read()
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise TokenizerError(f"{HF_SDIST[1]}: {HF_MEMBER_DIR}{name} is not GPT-2's (sha256 {sha256} expected)")
+            out[name] = data
+    return out

@@ -258,6 +258,10 @@ def _train_loop(cfg, run_dir, device, resume, from_scratch, stop_at, writer, sta
                   flush=True)
         writer.event("resume", step, log_steps=log_steps, log_loss_sum=log_loss_sum)
 
+    if m.init_from and step == 0:  # a new run (or one started over) starts from the Hugging Face weights
+        from gigagpt.hf import load_pretrained
+
+        load_pretrained(raw_model, m, parallel)
     if t.compile:
         model = torch.compile(model)
     ctx = autocast_for(device, t.dtype)

@@ -67,9 +67,9 @@ BOOL_KEYS = ["model.bias", "train.compile", "train.activation_checkpointing", "c
              "cerebras.compile_only"]
 CHOICES = {"model.attention": ("sdpa", "math"), "train.dtype": ("bfloat16", "float32"),
            "train.parallel": ("auto", "ddp", "fsdp"), "train.backend": ("torch", "cerebras"),
-           "cerebras.target": ("CSX", "CPU")}
+           "cerebras.target": ("CSX", "CPU"), "model.gelu": ("exact", "tanh")}
 STR_KEYS = [*CHOICES, "data.dataset", "cerebras.mgmt_address", "cerebras.mgmt_namespace",
-            "cerebras.credentials_path", "cerebras.cluster_config"]
+            "cerebras.credentials_path", "cerebras.cluster_config", "model.init_from"]
 LIST_KEYS = ["cerebras.mount_dirs", "cerebras.python_paths"]
 TYPE_OF = {**{k: float for k in FLOAT_RANGES}, **{k: int for k in INT_RANGES}, **{k: bool for k in BOOL_KEYS},
            **{k: str for k in STR_KEYS}, **{k: list for k in LIST_KEYS}}
