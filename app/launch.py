@@ -271,6 +271,20 @@ def start_sample(run_dir: Path, prompt: str, temperature: float, top_k: int, max
     return proc
 
 
+def export_hf(run_dir: Path, out: Path) -> tuple[bool, str]:
+    """`gigagpt export-hf RUN --out DIR`, waited for: (succeeded, its last line)."""
+    proc = subprocess.Popen([sys.executable, "-m", "gigagpt", "export-hf", str(Path(run_dir).resolve()), "--out",
+                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True, text=True, errors="replace")
+    HELPERS.append(proc)
+    try:
+        said, err = proc.communicate()
+    finally:
+        forget(proc)
+    lines = (said if proc.returncode == 0 else err or said).strip().splitlines()
+    return proc.returncode == 0, lines[-1].removeprefix("gigagpt: error: ") if lines else f"exit {proc.returncode}"
+
+
 def forget(proc: subprocess.Popen) -> None:
     """A helper that has ended and been read: no longer ours to clean up."""
     if proc in HELPERS:

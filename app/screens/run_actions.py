@@ -31,6 +31,7 @@ class RunActions:
         Binding("r", "resume", "Resume"),
         Binding("g", "sample", "Sample"),
         Binding("e", "export", "Export"),
+        Binding("h", "export_hf", "Export for Hugging Face", show=False),
         Binding("n", "rename", "Rename", show=False),
         Binding("t", "tags", "Tags", show=False),
         Binding("s", "stop", "Stop", show=False),
@@ -133,6 +134,37 @@ class RunActions:
             self.app.call_from_thread(self.notify, f"export failed: {e}", severity="error")
             return
         self.app.call_from_thread(self.notify, message)
+
+    def action_export_hf(self) -> None:
+        row = self.one_target("export for Hugging Face")
+        if row is None:
+            return
+        if not row["checkpoints"]:
+            self.notify(f"cannot export {label(row)}: it has no checkpoint yet", severity="warning")
+            return
+
+        def check(text: str) -> Path:
+            path = Path(text.strip()).expanduser()
+            if not text.strip():
+                raise ValueError("give a directory")
+            if not path.parent.is_dir():
+                raise ValueError(f"{path.parent}: no such directory")
+            return path
+
+        self.app.push_screen(AskScreen(
+            f"Export {label(row)} for Hugging Face", "A transformers model directory (GPT2LMHeadModel, tokenizer, "
+            "model card) from its newest checkpoint;\na new or empty directory, or an earlier export (replaced):",
+            str(Path.cwd() / f"{row['id']}-hf"), check), lambda path: path and self.export_hf(Path(row["path"]), path))
+
+    @work(thread=True, exit_on_error=False, group="export")
+    def export_hf(self, run_dir: Path, out: Path) -> None:
+        self.app.call_from_thread(self.notify, f"exporting {printable(run_dir.name)} to {out} ...")
+        try:
+            ok, said = launch.export_hf(run_dir, out)  # `gigagpt export-hf`: torch stays out of the dashboard
+        except OSError as e:
+            ok, said = False, str(e)
+        self.app.call_from_thread(self.notify, said if ok else f"export failed: {said}",
+                                  severity="information" if ok else "error")
 
     def refused_damaged(self, row: dict, verb: str) -> bool:
         """A run whose meta.json is damaged cannot be renamed or tagged (the store would have to
