@@ -14,6 +14,7 @@ SCALE = ["gigagpt/dist.py", "gigagpt/config.py"]
 TOOLS = ["gigagpt/cerebras.py", "gigagpt/cerebras_sdk.py", "gigagpt/cerebras_launch.py", "gigagpt/plan.py", "gigagpt/cli.py",
          "gigagpt/runs_cli.py", "gigagpt/sample.py", "gigagpt/listing.py", "gigagpt/prepare.py", "gigagpt/tokenizer.py",
          "gigagpt/sdist.py"]
+HF = ["gigagpt/hf.py", "gigagpt/hf_source.py", "gigagpt/hf_export.py"]
 
 
 def main():
@@ -31,6 +32,7 @@ def main():
     print(f"| + many devices, configs | {files(SCALE)} | {sum(loc[f] for f in CORE + SCALE)} in all |")
     print(f"| run store (`gigagpt/store/`, no torch) | {files(sorted(store))} | {sum(loc[f] for f in store)} |")
     print(f"| Cerebras backend, planner, CLI, data | {files(TOOLS)} | {sum(loc[f] for f in TOOLS)} |")
+    print(f"| Hugging Face interop | {files(HF)} | {sum(loc[f] for f in HF)} |")
     print(f"| dashboard (`app/`) | {len(app)} files | {sum(loc[f] for f in app)} |")
 
 
