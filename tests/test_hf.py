@@ -95,16 +95,19 @@ def test_gelu_changes_no_count(dataset):
     assert memory_estimate(tanh, 1, "none", False) == memory_estimate(exact, 1, "none", False)
 
 
-def test_trains_from_init_from_resumes_exactly_without_it(hf_model, dataset, tmp_path):
+def test_trains_from_init_from_resumes_exactly_without_it(dataset, tmp_path):
     """A run starts from the Hugging Face weights; stopped and resumed (with the weights' directory
-    gone: a resume reads its checkpoint, never init_from) it equals the run that never stopped."""
-    path, hf = hf_model
-    source = tmp_path / "source"
-    shutil.copytree(path, source)
-    args = ["--set", f"model.init_from={source}", "--set", "train.max_steps=6", "--set", "train.eval_interval=3",
-            "--set", "model.dropout=0.1", "--set", "train.checkpoint_interval=1", "--set", "train.keep_checkpoints=10"]
-    train(dataset, tmp_path / "ref", *args)
-    train(dataset, tmp_path / "cut", *args, "--stop-at", 3)
+    gone: a resume reads its checkpoint, never init_from) it equals the run that never stopped.
+    A 512-token vocabulary (the walk dataset's ids are < 400): small checkpoints, every step."""
+    source, walk512 = tmp_path / "source", tmp_path / "walk512"
+    hf = random_gpt2(source, vocab_size=512)
+    shutil.copytree(dataset, walk512)
+    (walk512 / "meta.json").write_text(json.dumps({**json.loads((dataset / "meta.json").read_text()), "vocab_size": 512}))
+    args = ["--set", f"model.init_from={source}", "--set", "model.vocab_size=512", "--set", "train.max_steps=6",
+            "--set", "train.eval_interval=3", "--set", "model.dropout=0.1", "--set", "train.checkpoint_interval=1",
+            "--set", "train.keep_checkpoints=10"]
+    train(walk512, tmp_path / "ref", *args)
+    train(walk512, tmp_path / "cut", *args, "--stop-at", 3)
     shutil.rmtree(source)
     gigagpt("resume", tmp_path / "cut")
 
@@ -196,13 +199,15 @@ def test_export_dtype_step_replace_and_refusals(trained, tmp_path, capsys):
     assert not (trained / "hf").exists()
 
 
-def test_fsdp_export_equals_one_process_export(dataset, tmp_path):
+def test_fsdp_export_equals_one_process_export(hf_model, dataset, tmp_path):
     """The export of a 2-process FSDP run (a sharded .dcp, read by gigagpt.sample's safe loader) is the
-    export of the same weights from one process (the .dcp converted by torch's own reader into a .pt)."""
+    export of the same weights from one process (the .dcp converted by torch's own reader into a .pt).
+    The run starts from init_from: each rank keeps its shard of the full Hugging Face tensors."""
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
     fsdp = tmp_path / "fsdp"
-    train(dataset, fsdp, "--set", "train.max_steps=2", "--set", "train.parallel=fsdp", "--nproc", 2)
+    train(dataset, fsdp, "--set", "train.max_steps=2", "--set", "train.parallel=fsdp", "--nproc", 2,
+          "--set", f"model.init_from={hf_model[0]}")
     (dcp,) = checkpoints(fsdp)
     assert dcp.name == "step_00000002.dcp"
     one = tmp_path / "one"
@@ -217,6 +222,8 @@ def test_fsdp_export_equals_one_process_export(dataset, tmp_path):
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "a" / "config.json").read_bytes() == (tmp_path / "b" / "config.json").read_bytes()
+    theirs = hf_model[1].transformer.wte.weight.detach()
+    assert 0 < (a["transformer.wte.weight"] - theirs).abs().max().item() < 3e-3  # two AdamW steps from GPT-2's
 
 
 def test_checkpoints_from_before_gelu_and_init_from_still_resume(trained, tmp_path):
