@@ -3,6 +3,7 @@ always rich Text. A plain str cell is parsed as Textual markup: a run named `[/]
 with escapes or bidi overrides would garble the row, so text from a run goes through here."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -28,14 +29,71 @@ def short(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+def fit(name: str, width: int) -> str:
+    """A name in at most `width` characters, cut in the middle: its start and its end, where run
+    names differ (`tiny-20261129-093012` in 16: `tiny-20…9-093012`)."""
+    if len(name) <= width:
+        return name
+    if width < 2:
+        return "…"[:max(width, 0)]
+    tail = width // 2
+    return name[:width - 1 - tail] + "…" + name[len(name) - tail:]
+
+
+def around(name: str, at: int, width: int) -> str:
+    """A name in at most `width` characters that shows it from `at` on (where it differs from
+    names like it): its start when `at` is in it, else a window from just before `at`."""
+    if len(name) <= width:
+        return name
+    if at < width - 1:
+        return name[:width - 1] + "…"
+    start = at - (width - 2) // 3
+    if start + width - 2 >= len(name):
+        return "…" + name[len(name) - (width - 1):]
+    return "…" + name[start:start + width - 2] + "…"
+
+
+def _clashes(names: list[str], labels: list[str]) -> list[dict[str, list[int]]]:
+    """Groups of different names given the same label: {name: its indices} per group."""
+    by_label: dict[str, dict[str, list[int]]] = {}
+    for i, (name, label) in enumerate(zip(names, labels)):
+        by_label.setdefault(label, {}).setdefault(name, []).append(i)
+    return [group for group in by_label.values() if len(group) > 1]
+
+
+def fit_all(names: list[str], width: int) -> list[str]:
+    """Labels of at most `width` characters for names shown together (a table's rows, a legend):
+    two different names never get the same label, equal names get equal ones, a name that fits is
+    itself. Cut in the middle (fit); names that still look alike show where they differ (around);
+    should even that meet, they are numbered (`…~2`). Distinct when width leaves room for the number."""
+    labels = [fit(name, width) for name in names]
+    for _ in range(4):
+        groups = _clashes(names, labels)
+        if not groups:
+            return labels
+        for group in groups:
+            at = len(os.path.commonprefix(list(group)))
+            for name, where in group.items():
+                for i in where:
+                    labels[i] = around(name, at, width)
+    for group in _clashes(names, labels):
+        for number, (name, where) in enumerate(group.items(), 1):
+            for i in where:
+                labels[i] = fit(name, width - len(f"~{number}")) + f"~{number}"
+    if _clashes(names, labels):  # a number met a name that looks like one: number every name
+        number = {name: i for i, name in enumerate(dict.fromkeys(names), 1)}
+        labels = [fit(name, width - len(f"~{number[name]}")) + f"~{number[name]}" for name in names]
+    return labels
+
+
 def started(row: dict) -> Text:
     return cell(time.strftime("%m-%d %H:%M", time.localtime(row["started"])) if row["started"] else "–")
 
 
-def recent_cells(row: dict) -> tuple:
-    """The launch screen's recent-runs row of a summary (store.summary): run, preset, status,
-    step, loss, started. A run outside the runs root says where it is."""
-    name = cell(short(row["name"], 40))
+def recent_cells(row: dict, label: str) -> tuple:
+    """The launch screen's recent-runs row of a summary (store.summary): run (its label, fit_all),
+    preset, status, step, loss, started. A run outside the runs root says where it is."""
+    name = cell(label)
     if row["key"] != row["id"]:
         name.append(f" ({printable(Path(row['root']).name)})", style="dim")
     return (name, cell(row["preset"] or "–"), status_cell(row["status"]), cell(fmt_step(row)),

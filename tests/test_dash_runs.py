@@ -328,3 +328,51 @@ def test_a_damaged_runs_step_comes_from_its_metrics(tmp_path):
     write_json(tmp_path / "meta.json", {"status": "completed", "step": 6})
     tail.poll()
     assert tail.step() == 6
+
+
+# ---------------------------------------------------------------------------- names cut to a width
+
+def test_cut_names_never_look_alike():
+    """app.cells.fit_all (compare legends, run tables): at most `width` characters, a name that fits
+    is itself, equal names alike, and two different names never the same label, over many pairs
+    and sets: timestamps a second apart, names that differ only in the middle, prefixes of each
+    other, names that already look cut (`…`) or numbered (`~2`)."""
+    import random
+
+    from app.cells import fit, fit_all
+
+    assert fit("tiny-20261129-093012", 16) == "tiny-20…9-093012"
+    a, b = fit_all(["tiny-20261129-093012", "tiny-20261129-091544"], 18)
+    assert a != b and a.endswith("093012") and b.endswith("091544")
+    a, b = fit_all(["sweep-lr3e-4-bs8-seed1-20261129", "sweep-lr1e-3-bs8-seed1-20261129"], 18)
+    assert a != b and "3e-4" in a and "1e-3" in b  # they differ in the middle: that part is shown
+
+    rng = random.Random(16)
+    stem = "tiny-20261129-0930"
+    sets = [[stem + f"{s:02d}", stem + f"{s + 1:02d}"] for s in range(0, 59, 7)]
+    sets += [[f"exp-{m}-{'x' * 30}-end" for m in ("a", "b")], ["a" * 40, "a" * 41, "a" * 39 + "b"],
+             ["run…" + "9" * 20, fit("run-" + "8" * 20 + "9" * 20, 24), "run-" + "8" * 20 + "9" * 20],
+             ["abc~1", "abc~2", "abc~1" + "z" * 30, "abc~2" + "z" * 30], ["same", "same", "other" * 9]]
+    for _ in range(3000):  # random names over a small alphabet: many share long stretches
+        n = rng.choice((2, 2, 3, 8))
+        length = rng.randint(1, 50)
+        base = "".join(rng.choice("ab-1…~") for _ in range(length))
+        names = [base]
+        for _ in range(n - 1):
+            name = list(base)
+            for _ in range(rng.randint(0, 3)):
+                name.insert(rng.randint(0, len(name)), rng.choice("ab-1…~"))
+            if name and rng.random() < 0.5:
+                name[rng.randrange(len(name))] = rng.choice("ab-1…~")
+            names.append("".join(name))
+        sets.append(names)
+    for names in sets:
+        for width in (4, 6, 12, 18, 28, 40):
+            labels = fit_all(names, width)
+            for name, label in zip(names, labels):
+                assert len(label) <= width, (names, width, label)
+                if len(name) <= width:
+                    assert label == name, (names, width)
+            for i in range(len(names)):
+                for j in range(len(names)):
+                    assert (labels[i] == labels[j]) == (names[i] == names[j]), (names, width, labels)

@@ -11,8 +11,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from app.cells import cell
-from app.cells import short as shorten
+from app.cells import cell, fit_all, short
 from app.widgets import RUN_COLORS, SHOW_CURVES, ChartKeys, ChartView, CompareChart
 from gigagpt.listing import fmt_loss, fmt_step, human_count
 from gigagpt.store.curves import config_diff, load_curves
@@ -20,10 +19,6 @@ from gigagpt.store.meta import printable
 from gigagpt.store.summary import run_summary
 
 LABEL_WIDTH = 18
-
-
-def short(name: str, width: int = LABEL_WIDTH) -> str:
-    return shorten(printable(name), width)
 
 
 def config_value(value) -> str:
@@ -45,6 +40,8 @@ class CompareScreen(ChartKeys, Screen):
     def __init__(self, run_dirs: list[Path], names: list[str]):
         super().__init__()
         self.run_dirs, self.names = list(run_dirs), list(names)
+        # each name as the legend, the table and the header show it: cut together, never two alike
+        self.labels = fit_all([printable(n) for n in names], LABEL_WIDTH)
         self.view = ChartView()
 
     def compose(self) -> ComposeResult:
@@ -70,8 +67,8 @@ class CompareScreen(ChartKeys, Screen):
         columns of the chosen x axis are read: tokens and time are read when x asks for them."""
         keys = () if x_axis == "step" else (x_axis,)
         curves = []
-        for run_dir, name in zip(self.run_dirs, self.names):
-            curves.append((short(name), load_curves(run_dir, keys)))
+        for run_dir, label in zip(self.run_dirs, self.labels):
+            curves.append((label, load_curves(run_dir, keys)))
             self.app.call_from_thread(self.query_one(CompareChart).set_curves, list(curves))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-x")
@@ -79,10 +76,9 @@ class CompareScreen(ChartKeys, Screen):
         self.load_curves(x_axis)
 
     def fill_table(self, summaries, diff) -> None:
-        labels = [short(n) for n in self.names]
         table = self.query_one("#compare-table", DataTable)
         table.add_column("", key="key")
-        for i, label in enumerate(labels):
+        for i, label in enumerate(self.labels):
             table.add_column(Text(label, style=f"bold {RUN_COLORS[i % len(RUN_COLORS)][1]}"), key=str(i))
         results = [("status", lambda r: r["status"]), ("step", fmt_step),
                    ("tokens", lambda r: human_count(r["tokens"])), ("loss", lambda r: fmt_loss(r["loss"])),
@@ -93,7 +89,7 @@ class CompareScreen(ChartKeys, Screen):
         problems = [s["problem"] or s["failure"] for s in summaries]
         if any(problems):
             table.add_row(Text("problem", style="bold red"),
-                          *[cell(p and shorten(printable(p), 60), "red") for p in problems])
+                          *[cell(p and short(printable(p), 60), "red") for p in problems])
         for key, values in diff:
             table.add_row(cell(key), *[cell(config_value(v)) for v in values])
         if not diff:
@@ -103,8 +99,8 @@ class CompareScreen(ChartKeys, Screen):
 
     def header(self, note: str) -> Text:
         parts = [Text(" compare ", style="bold reverse")]
-        for i, name in enumerate(self.names):
-            parts.append(Text(f" ■ {short(name)}", style=RUN_COLORS[i % len(RUN_COLORS)][1]))
+        for i, label in enumerate(self.labels):
+            parts.append(Text(f" ■ {label}", style=RUN_COLORS[i % len(RUN_COLORS)][1]))
         parts.append(Text(f"   {note}", style="dim"))
         return Text.assemble(*parts)
 

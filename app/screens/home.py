@@ -10,11 +10,11 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from app import launch
-from app.cells import recent_cells
+from app.cells import fit_all, recent_cells
 from app.launch import FORM_FIELDS, Device, Preset
 from app.messages import BrowseRuns, DevicesChanged, OpenRun, RunsChanged
+from app.preset_table import PresetTable, plan_text
 from app.screens.dialogs import ConfirmScreen
-from gigagpt import plan
 from gigagpt.config import ConfigError
 from gigagpt.store.files import RunError
 from gigagpt.store.meta import printable
@@ -23,6 +23,8 @@ RECENT_COLUMNS = ("run", "preset", "status", "step", "loss", "started")
 CHOICE_FIELDS = {"train.dtype": ("bfloat16", "float32"), "train.compile": ("false", "true"),
                  "train.parallel": ("auto", "ddp", "fsdp"), "train.activation_checkpointing": ("false", "true"),
                  "train.backend": ("torch", "cerebras"), "cerebras.target": ("CSX", "CPU")}
+CEREBRAS_ONLY = tuple(key for key in FORM_FIELDS if key.startswith("cerebras."))  # shown for backend cerebras
+NARROW = 100  # terminal columns below which the form narrows and recent run names are cut shorter
 
 
 def launch_question() -> ConfirmScreen:
@@ -52,6 +54,9 @@ class HomeScreen(Screen):
         Binding("question_mark", "app.help", "Help"),
         Binding("escape", "focus_table('presets')", "Leave form", show=False),
     ]
+    # Screen classes the stylesheet lays out small terminals with (80x24 keeps fits and a few runs)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
 
     def __init__(self):
         super().__init__()
@@ -61,6 +66,7 @@ class HomeScreen(Screen):
         self.run_cells: dict[str, tuple] = {}  # what each row of the recent runs shows now
         self.nproc = 1  # the processes field, once valid
         self.csx_passed: set[tuple] = set()  # override sets that `check-csx` lowered for CSX
+        self.cerebras = False  # train.backend is cerebras: its fields and ctrl+t are offered
 
     # -- layout
 
@@ -68,7 +74,7 @@ class HomeScreen(Screen):
         yield Header()
         with Horizontal(id="top"):
             with Vertical(id="presets-pane"):
-                yield DataTable(id="presets", cursor_type="row", zebra_stripes=True)
+                yield PresetTable(self.presets, id="presets")
                 yield Static(id="plan")
             with VerticalScroll(id="form"):
                 yield self._row("device", Select([(d.label, i) for i, d in enumerate(self.app.devices)],
@@ -81,7 +87,7 @@ class HomeScreen(Screen):
                                         id=field_id(key), compact=True)
                     else:
                         widget = Input(id=field_id(key), compact=True)
-                    yield self._row(label, widget)
+                    yield self._row(label, widget, "cerebras-only" if key in CEREBRAS_ONLY else "")
                 yield self._row("processes", Input("1", id="nproc", compact=True, restrict=r"[0-9]*"))
                 yield self._row("run name", Input(id="run-name", compact=True, placeholder="preset name"))
                 yield Button("Launch  ^r", id="launch", variant="primary", compact=True)
@@ -91,20 +97,13 @@ class HomeScreen(Screen):
         yield Footer()
 
     @staticmethod
-    def _row(label: str, widget) -> Horizontal:
-        return Horizontal(Label(label, classes="field-label"), widget, classes="field")
+    def _row(label: str, widget, classes: str = "") -> Horizontal:
+        return Horizontal(Label(label, classes="field-label"), widget, classes=f"field {classes}".strip())
 
     def on_mount(self) -> None:
         self.query_one("#presets-pane").border_title = "Presets"
         self.query_one("#form").border_title = "Launch"
-        table = self.query_one("#presets", DataTable)
-        table.add_column("preset", key="preset")
-        table.add_column("params", key="params")
-        table.add_column("FLOP/tok", key="flops")
-        table.add_column("mem/device", key="memory")
-        table.add_column("fits", key="fits")
-        for preset in self.presets:
-            table.add_row(Text(preset.name), "", "", "", "", key=preset.name)  # a file name: not markup
+        table = self.query_one("#presets", PresetTable)
         runs = self.query_one("#runs", DataTable)
         for name in RECENT_COLUMNS:
             runs.add_column(name, key=name)
@@ -154,8 +153,21 @@ class HomeScreen(Screen):
     def form(self) -> dict[str, str]:
         return {key: str(self.query_one(f"#{field_id(key)}").value) for key in FORM_FIELDS}
 
+    def show_backend_fields(self) -> None:
+        """The Cerebras-only fields (and ctrl+t) while train.backend is cerebras, not for torch."""
+        self.cerebras = self.query_one(f"#{field_id('train.backend')}", Select).value == "cerebras"
+        for row in self.query(".cerebras-only"):
+            row.display = self.cerebras
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "check_csx":
+            return self.cerebras  # False: not in the footer
+        return super().check_action(action, parameters)
+
     def check_form(self):
         """Validate the form with the core's rules; show the first problem. (config, overrides) or None."""
+        self.show_backend_fields()
         for widget in self.query(".field Input, .field Select"):
             widget.remove_class("-invalid")
         error = self.query_one("#form-error", Static)
@@ -184,38 +196,8 @@ class HomeScreen(Screen):
 
     def refresh_plan(self, form_cfg=None) -> None:
         """Numbers for every preset on the chosen device; the chosen preset's row uses the form."""
-        table = self.query_one("#presets", DataTable)
-        device = self.device
-        for preset in self.presets:
-            cfg = form_cfg if (preset is self.preset and form_cfg) else preset.cfg
-            if cfg is None:
-                cells = ("?", "?", "?", Text("error", style="red"))
-            else:
-                row = launch.plan_row(cfg, device, self.nproc if preset is self.preset else 1)
-                cells = (plan.human_count(row["params"]), plan.human(row["flops"]),
-                         plan.human_bytes(row["memory"]["total"]),
-                         Text("yes", style="green") if row["fits"] else Text("no", style="bold red"))
-            for column, value in zip(("params", "flops", "memory", "fits"), cells):
-                table.update_cell(preset.name, column, value)
-        self.query_one("#plan", Static).update(self.plan_text(form_cfg, device))
-
-    def plan_text(self, form_cfg, device: Device) -> Text:
-        preset = self.preset
-        if preset is None:
-            return Text("")
-        if preset.error:
-            return Text(preset.error, style="red")
-        cfg = form_cfg or preset.cfg
-        row = launch.plan_row(cfg, device, self.nproc)
-        mem = row["memory"]
-        fits = Text("fits", style="green") if row["fits"] else Text("does NOT fit", style="bold red")
-        return Text.assemble(
-            (preset.name, "bold"), f" · {plan.human_count(row['params'])} params · "
-            f"{plan.human(row['flops'])}FLOP/token · {plan.tokens_per_step(cfg):,} tokens/step\n",
-            f"{plan.human_bytes(mem['total'])} per device: "
-            + " · ".join(f"{part} {plan.human_bytes(size)}" for part, size in mem.items() if part != "total")
-            + "\n", fits, f" in {device.label}",
-            f" · {self.nproc} processes, {row['strategy']}" if self.nproc > 1 else "")
+        self.query_one("#presets", PresetTable).show_numbers(self.preset, form_cfg, self.device, self.nproc)
+        self.query_one("#plan", Static).update(plan_text(self.preset, form_cfg, self.device, self.nproc))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "presets" and event.row_key.value:
@@ -316,6 +298,9 @@ class HomeScreen(Screen):
     def on_screen_resume(self) -> None:
         self.refresh_runs()
 
+    def on_resize(self) -> None:
+        self.refresh_runs()  # names are cut shorter in a narrow terminal
+
     def on_runs_changed(self, message: RunsChanged) -> None:
         self.refresh_runs()
 
@@ -328,7 +313,8 @@ class HomeScreen(Screen):
         self.query_one("#runs-pane").border_title = Text(title)
         rows = self.app.tracker.rows
         order = list(rows)
-        cells = {key: recent_cells(row) for key, row in rows.items()}
+        names = fit_all([printable(row["name"]) for row in rows.values()], 40 if self.size.width >= NARROW else 24)
+        cells = {key: recent_cells(row, name) for (key, row), name in zip(rows.items(), names)}
         if order != self.run_order:
             selected = self.run_order[table.cursor_row] if 0 <= table.cursor_row < len(self.run_order) else None
             table.clear()

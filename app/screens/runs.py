@@ -15,7 +15,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from app.cells import cell, short, started, status_cell
+from app.cells import cell, fit_all, started, status_cell
 from app.messages import OpenRun, RunsChanged
 from app.screens.run_actions import RunActions
 from gigagpt.listing import fmt_duration, fmt_loss, fmt_step, fmt_time, human_count, matches, note, sort_rows
@@ -31,7 +31,7 @@ NAME_WIDTH = 28
 # narrow ones drop the ones in NARROW_HIDDEN (the detail line under the table still shows them).
 COLUMNS = {
     "mark": (" ", None, None),
-    "name": ("run", "name", lambda r: cell(short(r["name"], NAME_WIDTH), "bold red" if r["problem"] else "")),
+    "name": ("run", "name", None),  # the names shown, cut together (fit_all): never two alike
     "root": ("root", "root", lambda r: cell(Path(r["root"]).name)),  # shown with more than one runs root
     "preset": ("preset", "preset", lambda r: cell(r["preset"] or "–")),
     "status": ("status", "status", lambda r: status_cell(r["status"])),
@@ -82,6 +82,7 @@ class RunsScreen(RunActions, Screen):
         self.columns: tuple[str, ...] = ()
         self.table_layout = None
         self.loaded = False
+        self.labels: dict[str, str] = {}  # run key -> its name as the table shows it
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="runs-bar"):
@@ -143,6 +144,7 @@ class RunsScreen(RunActions, Screen):
                 table.add_column(self.header(key), key=key)
             self.columns, self.table_layout = columns, layout
         ids = [r["key"] for r in shown]
+        self.labels = dict(zip(ids, fit_all([printable(r["name"]) for r in shown], NAME_WIDTH)))
         if rebuild or ids != [r["key"] for r in self.shown] or table.row_count != len(ids):
             table.clear()
             for row in shown:
@@ -168,6 +170,8 @@ class RunsScreen(RunActions, Screen):
         for key in self.columns:
             if key == "mark":
                 out.append(Text("✓", style="bold green") if row["key"] in self.selected else Text(" "))
+            elif key == "name":
+                out.append(cell(self.labels[row["key"]], "bold red" if row["problem"] else ""))
             else:
                 out.append(COLUMNS[key][2](row))
         return out
