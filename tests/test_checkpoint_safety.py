@@ -5,7 +5,6 @@ torchrun and the dashboard's sample screen; the marker file the pickle would cre
 import builtins
 import os
 import pickle
-import re
 
 import pytest
 import torch

@@ -107,7 +107,7 @@ def test_browse_sort_filter_select_compare_open(past_runs, tmp_path):
 
             await pilot.press("f", "f")  # all -> running -> completed
             assert runs.status_filter == "completed" and table_ids(runs) == ["done"]
-            await pilot.press(*["f"] * 5)  # on through the other statuses, back to all
+            await pilot.press(*["f"] * 7)  # on through the other statuses (queued, cancelled last), back to all
             assert runs.status_filter == "all" and len(table_ids(runs)) == 4
             await pilot.press("slash", *"stop")
             assert table_ids(runs) == ["stopped"]

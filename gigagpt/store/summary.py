@@ -19,7 +19,7 @@ from gigagpt.store.scan import check_state, scan_metrics
 SUMMARY_CACHE = ".summaries.json"
 CACHE_VERSION = 2
 CACHE_MAX_BYTES = 32 << 20  # ~30 KB a run: far more than any real root needs
-STATUSES = ("queued", "running", "completed", "stopped", "failed", "cancelled", "crashed", "damaged")
+STATUSES = ("running", "completed", "stopped", "failed", "crashed", "damaged", "queued", "cancelled")
 # meta.json keys a summary keeps (the cache stays small: no command line, no versions)
 META_KEYS = ("id", "name", "tags", "preset", "status", "failure", "pid", "host", "device", "world_size",
              "created", "updated", "heartbeat", "step", "max_steps", "tokens_per_step", "params")
