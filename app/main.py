@@ -24,7 +24,8 @@ from gigagpt.store.layout import find_run, root_problem, runs_roots
 class DashApp(App):
     TITLE = "gigagpt"
     CSS_PATH = Path(__file__).with_name("dash.tcss")  # absolute: subclasses may live elsewhere
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False)]
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False),
+                Binding("ctrl+g", "start_runner", "Start the queue runner", show=False)]
 
     def __init__(self, runs_root: Path, config_dirs: list[Path] = (), refresh: float = 1.0,
                  probe: bool = True, open_run: str | None = None, browse: bool = False):
@@ -117,6 +118,7 @@ class DashApp(App):
             self.call_from_thread(self.polled, changed)
 
     def polled(self, changed: set[str]) -> None:
+        self.sub_title = self.tracker.queue.line(max(40, self.size.width - 20))  # the header's second part
         for key in changed:
             tail = self.tracker.tails.get(key)
             if tail is not None and tail.history_end and not tail.history_loading:
@@ -131,6 +133,27 @@ class DashApp(App):
         finally:
             tail.history_loading = False
         self.call_from_thread(self.polled, {tail.key})
+
+    # -- the queue runner
+
+    def action_start_runner(self) -> None:
+        if self.tracker.queue.runner is not None:  # one holds the root: say so, start nothing
+            self.notify(self.tracker.queue.line(200), timeout=4)
+            return
+        self.notify("starting the queue runner …", timeout=2)
+        self.start_runner()
+
+    @work(thread=True, exit_on_error=False, group="runner")
+    def start_runner(self) -> None:
+        """`gigagpt queue run` for the runs root: the runner detaches (it outlives the dashboard)."""
+        from app import queue
+
+        ok, said = queue.cli(queue.runner_args(self.runs_root))
+        self.call_from_thread(self.runner_started, ok, said)
+
+    def runner_started(self, ok: bool, said: str) -> None:
+        self.notify(said, severity="information" if ok else "error")
+        self.poll_runs(force=True)
 
     # -- devices
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from app import launch
 from app.follow import RunTail
+from app.queue import QueueWatch
 from gigagpt.store.layout import find_run
 from gigagpt.store.summary import SummaryCache, list_all, summary, update_entry
 
@@ -38,6 +39,7 @@ class RunTracker:
         self.alive: dict[str, bool] = {}  # runs started by this process: is the trainer alive?
         self._list_due = 0.0
         self._lock = threading.Lock()  # one refresh at a time
+        self.queue = QueueWatch(self.runs_root)  # the runner's state, queued runs' positions
 
     # -- keys
 
@@ -120,6 +122,7 @@ class RunTracker:
             return None
         try:
             self.alive = {self.key_of(d): alive for d, alive in launch.reap().items()}
+            self.queue.poll_runner()
             if force or time.monotonic() >= self._list_due:
                 self._list()
             for key in [k for k, t in self.tails.items() if not os.path.isdir(t.dir)]:
@@ -150,5 +153,6 @@ class RunTracker:
             if row["status"] == "running" and key not in self.tails:
                 self.tails[key] = RunTail(Path(row["path"]), key)  # re-attach: every running run
                 self.followed.add(key)
+        self.queue.annotate(out)
         self.rows, self.listed = out, True
         self._list_due = time.monotonic() + (time.thread_time() - start) * (1 / LIST_CPU_SHARE - 1)

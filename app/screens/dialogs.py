@@ -11,7 +11,8 @@ from textual.widgets import Button, Input, Static
 
 def describe_key(key: str) -> str:
     names = {"question_mark": "?", "plus": "+", "minus": "-", "escape": "esc", "enter": "enter",
-             "space": "space", "slash": "/", "equals_sign": "="}
+             "space": "space", "slash": "/", "equals_sign": "=", "left_square_bracket": "[",
+             "right_square_bracket": "]"}
     return ", ".join(names.get(k, k.replace("ctrl+", "^")) for k in key.split(","))
 
 
@@ -28,7 +29,8 @@ class HelpScreen(ModalScreen):
         rows = []
         for binding in [*self.below.BINDINGS, *self.app.BINDINGS]:
             if isinstance(binding, Binding) and binding.description:
-                rows.append(f"[b]{describe_key(binding.key):>9}[/b]  {binding.description}")
+                key = f"{describe_key(binding.key):>9}".replace("[", "\\[")  # `[` is a key too, not markup
+                rows.append(f"[b]{key}[/b]  {binding.description}")
         notes = getattr(self.below, "HELP", "")
         with Vertical(id="help"):
             yield Static("\n".join(rows) + (f"\n\n{notes}" if notes else ""), id="help-text")

@@ -15,6 +15,7 @@ from app.launch import FORM_FIELDS, Device, Preset
 from app.messages import BrowseRuns, DevicesChanged, OpenRun, RunsChanged
 from app.preset_table import PresetTable, plan_text
 from app.screens.dialogs import ConfirmScreen
+from app.screens.queue_actions import LaunchQueueKeys
 from gigagpt.config import ConfigError
 from gigagpt.store.files import RunError
 from gigagpt.store.meta import printable
@@ -36,17 +37,18 @@ def field_id(key: str) -> str:
     return "f-" + key.replace(".", "-")
 
 
-class HomeScreen(Screen):
+class HomeScreen(LaunchQueueKeys, Screen):
     HELP = ("Pick a preset (the form takes its values), edit the form, launch with ctrl+r;\n"
             "tab moves through the form, esc leaves it. Enter on a run opens it.\n"
             "b browses every run: sort, filter, compare, resume, sample, export, delete.\n"
             "Memory is per device, no sharding: fp32 weights, grads, AdamW states, activations.\n"
             "Runs keep going when the dashboard quits; it re-attaches to them when it starts.\n"
             "backend cerebras: ctrl+t checks that the config compiles for CSX (no cluster needed);\n"
-            "launching on CSX offers that check first.")
+            "launching on CSX offers that check first.\n" + LaunchQueueKeys.HELP)
     BINDINGS = [
         Binding("ctrl+r", "launch", "Launch", priority=True),
         Binding("ctrl+t", "check_csx", "Check CSX", priority=True),
+        *LaunchQueueKeys.BINDINGS,
         Binding("p", "focus_table('presets')", "Presets"),
         Binding("r", "focus_table('runs')", "Recent runs"),
         Binding("b", "browse", "Browse runs"),

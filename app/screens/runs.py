@@ -17,6 +17,8 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from app.cells import cell, fit_all, started, status_cell
 from app.messages import OpenRun, RunsChanged
+from app.queue import queue_status_cell
+from app.screens.queue_actions import RunsQueueKeys
 from app.screens.run_actions import RunActions
 from gigagpt.listing import fmt_duration, fmt_loss, fmt_step, fmt_time, human_count, matches, note, sort_rows
 from gigagpt.store.layout import root_problem
@@ -34,7 +36,7 @@ COLUMNS = {
     "name": ("run", "name", None),  # the names shown, cut together (fit_all): never two alike
     "root": ("root", "root", lambda r: cell(Path(r["root"]).name)),  # shown with more than one runs root
     "preset": ("preset", "preset", lambda r: cell(r["preset"] or "–")),
-    "status": ("status", "status", lambda r: status_cell(r["status"])),
+    "status": ("status", "status", lambda r: queue_status_cell(r) or status_cell(r["status"])),  # queued #2
     "step": ("step", "step", lambda r: cell(fmt_step(r))),
     "tokens": ("tokens", "tokens", lambda r: cell(human_count(r["tokens"]))),
     "loss": ("loss", "loss", lambda r: cell(fmt_loss(r["loss"]))),
@@ -51,13 +53,13 @@ NARROW_HIDDEN = ("device", "duration", "tags")
 WIDE = 130  # terminal columns from which every column fits
 
 
-class RunsScreen(RunActions, Screen):
+class RunsScreen(RunActions, RunsQueueKeys, Screen):
     HELP = ("One row per run directory; damaged ones (unreadable meta.json, garbage lines,\n"
             "a corrupt checkpoint) say what is wrong in the line under the table.\n"
             "Actions apply to the selected runs (space), else to the run under the cursor.\n"
             "Resume asks for the new max steps (more than done, for a completed run).\n"
             "Rename and tags are refused while a run is running: its trainer owns meta.json.\n"
-            "Click a column header to sort by it; click again to reverse.")
+            "Click a column header to sort by it; click again to reverse.\n" + RunsQueueKeys.HELP)
     BINDINGS = [
         Binding("enter", "open", "Open", show=False),
         Binding("space", "toggle_select", "Select"),
@@ -68,6 +70,7 @@ class RunsScreen(RunActions, Screen):
         Binding("O", "sort(True)", "Reverse sort", show=False),
         Binding("c", "compare", "Compare"),
         *RunActions.BINDINGS,
+        *RunsQueueKeys.BINDINGS,
         Binding("q,escape", "back", "Back"),
         Binding("question_mark", "app.help", "Help"),
     ]
@@ -187,6 +190,7 @@ class RunsScreen(RunActions, Screen):
         parts.append(f"status: {self.status_filter} (f) · sort (o) · ? keys")
         self.query_one("#runs-state", Static).update(Text(" · ".join(parts)))
         self.query_one("#runs-table").border_title = Text(printable(self.app.roots_title()))
+        self.query_one("#runs-table").border_subtitle = Text(self.app.tracker.queue.line(max(30, self.size.width - 8)))
 
     def current(self) -> dict | None:
         table = self.query_one("#runs-table", DataTable)

@@ -1,0 +1,173 @@
+"""Queues and sweeps in the dashboard, without Textual: the `gigagpt queue ...` and `gigagpt sweep`
+command lines it runs (subprocesses, as app/launch.py starts trainers: the queue runner is a
+detached process that outlives the dashboard), the sweep form's checks (the core's own), the
+queue position of each queued run and the runner's state in one line. Never imports torch.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.text import Text
+
+from app import launch
+from app.cells import short
+from app.launch import Preset
+from gigagpt.config import ConfigError, load_config
+from gigagpt.queue_cli import MAX_SWEEP, parse_grid
+from gigagpt.store.files import RunError
+from gigagpt.store.meta import printable, read_meta
+from gigagpt.store.queue import runner_state
+
+CLI_TIMEOUT = 120  # seconds: queueing is checking a config and writing two files a run
+
+
+# ---------------------------------------------------------------------------- the command lines
+
+def cli(args: list[str], timeout: float = CLI_TIMEOUT) -> tuple[bool, str]:
+    """`gigagpt ARGS`, waited for (from a worker thread): (succeeded, its last line: stdout's on
+    success, stderr's on failure, less the `gigagpt: error: ` prefix)."""
+    proc = subprocess.Popen([sys.executable, "-m", "gigagpt", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True, text=True,
+                            errors="replace")
+    launch.HELPERS.append(proc)  # killed by the tests' teardown should one hang
+    try:
+        said, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        launch.cancel(proc)
+        return False, f"gigagpt {' '.join(map(str, args[:2]))}: no answer in {timeout:g} s; stopped"
+    finally:
+        launch.forget(proc)
+    lines = (said if proc.returncode == 0 else err or said).strip().splitlines()
+    return proc.returncode == 0, lines[-1].removeprefix("gigagpt: error: ") if lines else f"exit {proc.returncode}"
+
+
+def set_args(overrides: list[str]) -> list[str]:
+    return [x for text in overrides for x in ("--set", text)]
+
+
+def add_args(preset: Preset, overrides: list[str], name: str, root: Path) -> list[str]:
+    """`gigagpt queue add` of the launch form's run (the --set list the launch uses)."""
+    return ["queue", "add", str(preset.path.resolve()), *set_args(overrides), *(["--name", name] if name else []),
+            "--runs-root", str(Path(root).absolute())]
+
+
+def sweep_args(preset: Preset, overrides: list[str], grid: list[str], name: str, root: Path) -> list[str]:
+    """`gigagpt sweep` of the launch form's config over the grid (`section.key=v1,v2,...` each)."""
+    return ["sweep", str(preset.path.resolve()), *[x for g in grid for x in ("--grid", g)], *set_args(overrides),
+            *(["--name", name] if name else []), "--runs-root", str(Path(root).absolute())]
+
+
+def move_args(run_dir: Path, position: int) -> list[str]:
+    return ["queue", "move", str(Path(run_dir).absolute()), str(position), "--runs-root",
+            str(Path(run_dir).parent.absolute())]
+
+
+def cancel_args(run_dirs: list[Path]) -> list[str]:
+    """`gigagpt queue cancel` of runs of one root."""
+    return ["queue", "cancel", *[str(Path(d).absolute()) for d in run_dirs], "--runs-root",
+            str(Path(run_dirs[0]).parent.absolute())]
+
+
+def runner_args(root: Path) -> list[str]:
+    """`gigagpt queue run`: it detaches the runner (its own session, its log in the root) and returns."""
+    return ["queue", "run", "--runs-root", str(Path(root).absolute())]
+
+
+def check_sweep(preset: Preset, overrides: list[str], grid: list[str]) -> int:
+    """The sweep form's checks before anything is queued, by the core's own rules (what `gigagpt
+    sweep` checks: each --grid text, then the config of every combination, the form's values
+    under it). The number of runs; ConfigError with the core's message."""
+    parsed = parse_grid(grid)
+    combos = list(itertools.islice(itertools.product(*[vs for _, vs in parsed]), MAX_SWEEP + 1))
+    if len(combos) > MAX_SWEEP:
+        raise ConfigError(f"more than {MAX_SWEEP} combinations; sweep fewer values")
+    for combo in combos:
+        try:
+            load_config(preset.path, overrides + [f"{k}={v}" for (k, _), v in zip(parsed, combo)], check_data=True)
+        except ConfigError as e:
+            raise ConfigError(str(e).removeprefix("--set: ").removeprefix(f"{preset.path}: ")) from None
+    return len(combos)
+
+
+# ---------------------------------------------------------------------------- queue positions, the runner
+
+QUEUE_STYLES = {"queued": "magenta", "cancelled": "dim"}
+
+
+def queue_status_cell(row: dict) -> Text | None:
+    """The runs table's status cell of a queued run, `queued #2` (its place in its root's queue),
+    or of a cancelled one; None for the other statuses."""
+    if row["status"] == "queued" and row.get("queue_position"):
+        return Text(f"queued #{row['queue_position']}", style=QUEUE_STYLES["queued"])
+    if row["status"] in QUEUE_STYLES:
+        return Text(row["status"], style=QUEUE_STYLES[row["status"]])
+    return None
+
+
+class QueueWatch:
+    """The queue as the dashboard shows it, read from the app's poll thread: the runs root's
+    runner (store.queue.runner_state: a flock probe and a small JSON read, every tick) and each
+    queued run's position in its root (meta.json's queue_order, read again only when the file changes)."""
+
+    def __init__(self, runs_root: Path):
+        self.runs_root = str(runs_root)
+        self.runner: dict | None = None  # runner_state(): None when no runner holds the root
+        self.queued = 0  # queued runs in the runs root, at the last listing
+        self._orders: dict[str, tuple] = {}  # run path -> (meta.json stamp, its order)
+
+    def poll_runner(self) -> None:
+        try:
+            self.runner = runner_state(Path(self.runs_root))
+        except OSError:
+            self.runner = None
+
+    def _order(self, row: dict) -> tuple:
+        """What store.queue.queued_runs sorts by: queue_order, else created; then the id."""
+        path = row["path"]
+        try:
+            st = os.stat(Path(path) / "meta.json")
+            stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        except OSError:
+            stamp = None
+        cached = self._orders.get(path)
+        if cached is None or cached[0] != stamp:
+            try:
+                meta = read_meta(Path(path))
+                order = meta.queue_order or meta.created or 0.0
+            except RunError:
+                order = row["started"] or 0.0
+            cached = self._orders[path] = (stamp, order)
+        return cached[1], row["id"]
+
+    def annotate(self, rows: dict[str, dict]) -> None:
+        """row["queue_position"] = 1, 2, ... for the queued rows of each root, first to start first."""
+        by_root: dict[str, list[dict]] = {}
+        for row in rows.values():
+            if row["status"] == "queued":
+                by_root.setdefault(row["root"], []).append(row)
+        for queued in by_root.values():
+            for i, row in enumerate(sorted(queued, key=self._order), 1):
+                row["queue_position"] = i
+        paths = {row["path"] for queued in by_root.values() for row in queued}
+        self._orders = {p: v for p, v in self._orders.items() if p in paths}
+        self.queued = len(by_root.get(self.runs_root, ()))
+
+    def line(self, width: int = 80) -> str:
+        """The runner's state in one line (the header's subtitle, the runs table's border)."""
+        state, queued = self.runner, self.queued
+        if state is None:
+            return "queue runner: not running" + (f" · {queued} queued · ^g starts it" if queued else "")
+        if not state:  # just started: no state file yet
+            return f"queue runner: starting · {queued} queued"
+        running = [printable(str(r)) for r in state.get("running") or [] if isinstance(r, str)]
+        slots = state.get("slots")
+        parts = [f"queue runner pid {state.get('pid', '?')}", f"{slots} slot{'s' if slots != 1 else ''}"]
+        doing = "running " + ", ".join(short(r, 28) for r in running[:2]) + (" …" if len(running) > 2 else "") \
+            if running else "idle"
+        parts += [doing, f"{queued} queued"]
+        text = " · ".join(parts)
+        return short(text, width)
