@@ -154,7 +154,8 @@ def test_reorder_and_cancel_queued_runs(tmp_path, dataset, size):
         app = browser(root)
         async with app.run_test(size=size) as pilot:
             runs = await open_browser(app, pilot)
-            status = lambda run_id: cell(runs, run_id, "status")  # noqa: E731
+            def status(run_id):  # once the change is made (the next key is not refused as too early)
+                return cell(runs, run_id, "status") if not runs.queue_busy else "busy"
             await wait_for(pilot, lambda: [status(i) for i in (a, b, c)] == ["queued #1", "queued #2", "queued #3"],
                            "the queue positions")
             table = runs.query_one("#runs-table", DataTable)
@@ -203,6 +204,7 @@ def test_runner_outlives_the_dashboard_and_the_sweep_view(tmp_path, dataset, roo
             await pilot.press("ctrl+g")
             await wait_for(pilot, lambda: app.sub_title.startswith("queue runner pid"), "the runner in the header")
             assert f"pid {runner_state(root)['pid']} · 1 slot" in app.sub_title
+            await app.workers.wait_for_complete()  # `gigagpt queue run` has said what it started
     run(start_runner())
     state = runner_state(root)  # the dashboard has quit: the runner goes on
     assert state and os.getsid(state["pid"]) == state["pid"]

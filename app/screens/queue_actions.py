@@ -153,17 +153,17 @@ class RunsQueueKeys:
 
     @work(thread=True, exit_on_error=False, group="queue")
     def run_queue_cli(self, commands: list[list[str]], done: str) -> None:
+        failed = None
         try:
             for args in commands:
                 ok, said = queue.cli(args)
                 if not ok:
-                    self.app.call_from_thread(self.notify, said, severity="error")
+                    failed = said
                     break
-            else:
-                self.app.call_from_thread(self.notify, done)
         finally:
-            self.queue_busy = False
+            self.queue_busy = False  # the next key may change the queue again
             self.post_message(RefreshRuns())
+        self.app.call_from_thread(self.notify, failed or done, severity="error" if failed else "information")
 
     def action_sweep_view(self) -> None:
         row = self.one_target("show the sweep of")
