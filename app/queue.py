@@ -126,7 +126,8 @@ class QueueWatch:
             self.runner = None
 
     def _order(self, row: dict) -> tuple:
-        """What store.queue.queued_runs sorts by: queue_order, else created; then the id."""
+        """What store.queue.queued_runs sorts by: queue_order, else created; then the id (queued_runs
+        reads every run's meta.json; this reads only the queued ones', once per change)."""
         path = row["path"]
         try:
             st = os.stat(Path(path) / "meta.json")
@@ -137,7 +138,7 @@ class QueueWatch:
         if cached is None or cached[0] != stamp:
             try:
                 meta = read_meta(Path(path))
-                order = meta.queue_order or meta.created or 0.0
+                order = meta.queue_order if meta.queue_order is not None else meta.created or 0.0
             except RunError:
                 order = row["started"] or 0.0
             cached = self._orders[path] = (stamp, order)
@@ -147,7 +148,7 @@ class QueueWatch:
         """row["queue_position"] = 1, 2, ... for the queued rows of each root, first to start first."""
         by_root: dict[str, list[dict]] = {}
         for row in rows.values():
-            if row["status"] == "queued":
+            if row["status"] == "queued" and not os.path.islink(row["path"]):  # a link is that run again
                 by_root.setdefault(row["root"], []).append(row)
         for queued in by_root.values():
             for i, row in enumerate(sorted(queued, key=self._order), 1):
