@@ -157,7 +157,7 @@ def cmd_resume(args) -> int:
                           "train.backend = \"cerebras\" only")
     from gigagpt.train import pick_device, train
 
-    pick_device(args.device)
+    check_memory(cfg, pick_device(args.device), run_dir / "config.toml")  # a queued run, or --set batch_size
     return train(cfg, run_dir, args.device, resume=True, stop_at=args.stop_at, argv=sys.argv,
                  from_scratch=args.from_scratch)
 
@@ -212,8 +212,8 @@ def cmd_plan(args) -> int:
         raise ConfigError(f"--mfu {args.mfu}: must be in (0, 1]")
     device_bytes, label = None, None
     if args.device_memory is not None:
-        if args.device_memory <= 0:
-            raise ConfigError(f"--device-memory {args.device_memory}: must be > 0 (GiB)")
+        if not 0 < args.device_memory < 1e9:  # NaN and infinity too
+            raise ConfigError(f"--device-memory {args.device_memory}: must be a number of GiB > 0")
         device_bytes, label = args.device_memory * 2**30, f"{args.device_memory:g} GiB"
     elif args.device:
         match = {k.lower(): k for k in DEVICE_PEAKS}.get(args.device.lower())

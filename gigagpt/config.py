@@ -296,6 +296,7 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
 
 
+MAX_SEQUENCES = 1 << 24  # 16M sequences in one step (gigaGPT's 175b: 1472)
 MAX_PARAMS = 10**13  # 57x GPT-3: past this the planner's figures (and any machine) mean nothing
 
 
@@ -317,6 +318,13 @@ def validate(cfg: Config, source: str = "<config>", check_data: bool = True) -> 
     if param_count(m) > MAX_PARAMS:
         bad("model.n_layer", m.n_layer, f"with n_embd = {m.n_embd}, vocab_size = {m.vocab_size} and block_size = "
             f"{m.block_size} makes {param_count(m):.2e} parameters; at most {MAX_PARAMS:.0e}")
+    for key in ("grad_accum", "eval_steps"):  # the sequences one step draws: start offsets and a batch each
+        if t.batch_size * getattr(t, key) > MAX_SEQUENCES:
+            bad(f"train.{key}", getattr(t, key), f"times train.batch_size = {t.batch_size} must be at most "
+                f"{MAX_SEQUENCES:,} sequences")
+    if t.lr * t.weight_decay >= 1:
+        bad("train.weight_decay", t.weight_decay, f"times train.lr = {t.lr} must be < 1 (each step scales the "
+            "weights by 1 - lr x weight_decay)")
     if t.warmup_steps > t.max_steps:
         bad("train.warmup_steps", t.warmup_steps, f"must be in [0, train.max_steps = {t.max_steps}]")
     if t.backend == "cerebras" and t.batch_size * t.grad_accum % c.num_systems:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,8 @@ def parse_grid(grids: list[str]) -> list[tuple[str, list[str]]]:
         if not key.strip() or not values.strip() or not all(items):
             raise ConfigError(f"--grid {show(text)}: expected section.key=value,value,..., e.g. train.lr=1e-3,3e-4")
         for v in items:
-            parse_override(f"{key.strip()}={v}", "--grid")
+            if isinstance(parse_override(f"{key.strip()}={v}", "--grid")[2], list):
+                raise ConfigError(f"--grid {key.strip()}: a list key; sweep keys of one value each")
         if key.strip() in [k for k, _ in out]:
             raise ConfigError(f"--grid {key.strip()}: given twice; list all its values in one --grid")
         out.append((key.strip(), items))
@@ -93,7 +95,8 @@ def cmd_list(args) -> int:
     queued, state = queued_runs(root), runner_state(root)
     if args.json:
         print(json.dumps({"runner": state, "queued": [
-            {"position": i, "id": p.name, "name": m.name, "path": str(p), "sweep": (m.sweep or {}).get("id"),
+            {"position": i, "id": printable(p.name), "name": m.display_name, "path": printable(str(p)),
+             "sweep": printable((m.sweep or {}).get("id") or "") or None,
              "created": m.created} for i, (p, m) in enumerate(queued, 1)]}, indent=2, ensure_ascii=False))
         return 0
     if state is None:
@@ -146,8 +149,11 @@ def cmd_run(args) -> int:
 
     if args.retries < 0:
         raise ConfigError(f"--retries {args.retries}: must be >= 0")
-    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else gpu_ids()
-    slots = args.slots or max(1, len(devices))
+    devices = [d.strip() for d in args.devices.split(",")] if args.devices is not None else gpu_ids()
+    bad = next((d for d in devices if not re.fullmatch(r"[0-9]{1,3}|(GPU|MIG)-[0-9A-Za-z/-]{1,80}", d)), None)
+    if bad is not None or len(set(devices)) < len(devices):
+        raise ConfigError(f"--devices {show(args.devices)}: must be distinct GPU indices or UUIDs, e.g. 0,1")
+    slots = args.slots if args.slots is not None else max(1, len(devices))
     if slots < 1:
         raise ConfigError(f"--slots {args.slots}: must be >= 1")
     if devices and slots > len(devices):

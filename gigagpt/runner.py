@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 from gigagpt.store.files import RunError, open_append, os_reason
-from gigagpt.store.meta import read_meta
+from gigagpt.store.layout import checkpoints
+from gigagpt.store.meta import printable, read_meta
 from gigagpt.store.queue import (
+    RUNNER_LOCK,
     RUNNER_LOG,
     RunnerLock,
     did_not_start,
@@ -43,16 +45,18 @@ def gpu_ids() -> list[str]:
 
 
 def log(msg: str) -> None:
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}", flush=True)
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {printable(msg)}", flush=True)
 
 
-def start_run(run_dir: Path, device: str | None) -> subprocess.Popen:
-    """`gigagpt resume RUN` (a queued run starts at step 0) with its output in the run's train.log."""
+def start_run(run_dir: Path, device: str | None, retry: bool) -> subprocess.Popen:
+    """`gigagpt resume RUN` (a queued run starts at step 0) with its output in the run's train.log.
+    A retried run that crashed before its first checkpoint starts over."""
     env = dict(os.environ)
     if device is not None:
         env["CUDA_VISIBLE_DEVICES"] = device
+    scratch = ["--from-scratch"] if retry and not checkpoints(run_dir) else []
     with open_append(run_dir / "train.log") as out:
-        return subprocess.Popen([sys.executable, "-m", "gigagpt", "resume", str(run_dir)], stdin=subprocess.DEVNULL,
+        return subprocess.Popen([sys.executable, "-m", "gigagpt", "resume", str(run_dir), *scratch], stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
@@ -102,6 +106,9 @@ def run_queue(root: Path, slots: int, devices: list[str], follow: bool, retries:
 
     started_at = time.time()
     while not stop:
+        if not lock.still_linked():  # the root (or its lock file) was removed: a new runner may own it now
+            log(f"{RUNNER_LOCK} is gone from {root}: runner exits; started runs keep running")
+            break
         for run_id, (proc, device, run_dir) in list(running.items()):
             code = proc.poll()
             if code is None:
@@ -117,7 +124,7 @@ def run_queue(root: Path, slots: int, devices: list[str], follow: bool, retries:
             run_dir = retry_next.pop(0) if retry_next else queue.pop(0)
             device = free.pop(0)
             try:
-                running[run_dir.name] = (start_run(run_dir, device), device, run_dir)
+                running[run_dir.name] = (start_run(run_dir, device, run_dir.name in attempts), device, run_dir)
             except (OSError, RunError) as e:
                 free.append(device)
                 log(f"{run_dir.name}: not started ({os_reason(e) if isinstance(e, OSError) else e})")
@@ -140,8 +147,12 @@ def detach(root: Path, argv: list[str]) -> int:
     runner log, and say so; refused here when a runner already holds the root."""
     if runner_state(root) is not None:
         RunnerLock(root).acquire().release()  # raises the one line naming the runner
-    root.mkdir(parents=True, exist_ok=True)
-    with open_append(root / RUNNER_LOG) as out:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        out = open_append(root / RUNNER_LOG)
+    except OSError as e:
+        raise RunError(f"runs root {root}: cannot start a queue runner there ({os_reason(e)})") from None
+    with out:
         proc = subprocess.Popen([sys.executable, "-m", "gigagpt", "queue", "run", "--foreground", *argv],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     time.sleep(0.5)  # a refusal (another runner won the race) shows at once

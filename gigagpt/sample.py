@@ -5,12 +5,14 @@ import codecs
 import sys
 from pathlib import Path
 
+import psutil
 import torch
 
 from gigagpt.cerebras_launch import cerebras_export
 from gigagpt.checkpoint import brief, load
 from gigagpt.config import ConfigError, from_dict, validate
 from gigagpt.model import GPT
+from gigagpt.plan import param_count
 from gigagpt.store.checkpoints import Unloadable, newest_loadable, not_files
 from gigagpt.store.files import RunError
 from gigagpt.store.layout import checkpoint_step, checkpoints
@@ -37,6 +39,9 @@ def load_model(run_dir: Path, step: int | None = None) -> tuple[Path, GPT]:
             validate(cfg, path.name, check_data=False)
         except ConfigError as e:
             raise Unloadable(f"its config: {e}") from None
+        need, have = 4 * param_count(cfg.model), psutil.virtual_memory().total
+        if need > have:  # the weights alone (fp32) would not fit: refused before allocating them
+            raise Unloadable(f"its model needs {need / 2**30:,.0f} GiB for its weights; this machine has {have / 2**30:,.0f} GiB")
         model = GPT(cfg.model)
         try:
             if sharded:

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from gigagpt.config import REPO, ConfigError, from_dict, read_toml, show
+from gigagpt.config import REPO, ConfigError, check_value, from_dict, read_toml, show
 
 
 def env_path(name: str) -> Path | None:
@@ -58,6 +58,13 @@ def settings() -> dict:
         if key not in ("python", "cerebras", "runs") or not isinstance(value, dict):
             raise ConfigError(f"{path}: {key}: unknown; the settings file has [python], [cerebras] and [runs] tables")
     from_dict({"cerebras": raw.get("cerebras", {})}, str(path))  # same keys and types as a config's
+    python = raw.get("python", {})
+    if set(python) - {"cerebras"}:
+        raise ConfigError(f"{path}: [python] {', '.join(sorted(set(python) - {'cerebras'}))}: unknown; [python] has cerebras")
+    if "cerebras" in python:
+        check_value(str(path), "[python] cerebras", python["cerebras"], str)
+        if not python["cerebras"] or "\0" in python["cerebras"]:
+            raise ConfigError(f"{path}: [python] cerebras = {show(python['cerebras'])}: must be an interpreter's path")
     return raw
 
 
@@ -72,12 +79,20 @@ def extra_runs_roots() -> list[Path]:
     if unknown:
         raise ConfigError(f"{path}: [runs] {', '.join(sorted(unknown))}: unknown; [runs] has roots")
     roots = raw.get("roots", [])
-    if not isinstance(roots, list) or not all(isinstance(r, str) and r for r in roots):
+    if not isinstance(roots, list) or not all(isinstance(r, str) and r and "\0" not in r for r in roots):
         raise ConfigError(f"{path}: [runs] roots = {roots!r}: must be a list of paths (strings)")
     try:
         return [path.parent / Path(r).expanduser() for r in roots]  # an absolute path stays itself
     except RuntimeError as e:  # ~user that does not exist
         raise ConfigError(f"{path}: [runs] roots = {roots!r}: {e}") from None
+
+
+def expand(path: str, key: str) -> Path:
+    """A settings file's path with `~` expanded; ConfigError for a ~user that does not exist."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError as e:
+        raise ConfigError(f"{settings_path()}: {key} = {show(path)}: {e}") from None
 
 
 CEREBRAS_ENV = REPO / ".venv-cerebras"  # where scripts/cerebras-env.sh builds the SDK's environment
@@ -86,7 +101,7 @@ CEREBRAS_ENV = REPO / ".venv-cerebras"  # where scripts/cerebras-env.sh builds t
 def cerebras_python() -> Path:
     """The Python of the Cerebras SDK's environment: settings [python] cerebras, else the default."""
     named = settings().get("python", {}).get("cerebras")
-    python = Path(named).expanduser() if named else CEREBRAS_ENV / "bin" / "python"
+    python = expand(named, "[python] cerebras") if named else CEREBRAS_ENV / "bin" / "python"
     if not os.access(python, os.X_OK):
         where = f"{settings_path()}: [python] cerebras = {named!r}" if named else f"{python}"
         raise ConfigError(f"no Python for the Cerebras backend at {where}; build its environment with "
@@ -132,7 +147,7 @@ def describe() -> list[str]:
     try:
         lines += [f"more runs roots    {r} (settings [runs] roots)" for r in extra_runs_roots()]
         named = settings().get("python", {}).get("cerebras")
-        python = Path(named).expanduser() if named else CEREBRAS_ENV / "bin" / "python"
+        python = expand(named, "[python] cerebras") if named else CEREBRAS_ENV / "bin" / "python"
         ready = "" if os.access(python, os.X_OK) else ", not there: gigagpt env cerebras builds it"
         lines.append(f"Cerebras SDK       {python} ({'settings [python] cerebras' if named else 'default'}{ready})")
     except ConfigError as e:

@@ -163,3 +163,80 @@ def test_a_killed_run_is_retried_and_its_losses_continue_exactly(dataset, tmp_pa
 def test_queue_needs_its_arguments(tmp_path, grid):
     proc = gigagpt("sweep", "tiny", *([grid] if grid else []), "--runs-root", tmp_path / "r", check=False)
     assert proc.returncode == 2 and not (tmp_path / "r").exists()
+
+
+def test_queue_refusals_are_one_line(dataset, tmp_path):
+    root = tmp_path / "runs"
+    for args, needle in [
+        (["sweep", "tiny", "--grid", "cerebras.mount_dirs=/a,/b"], "a list key"),
+        (["queue", "run", "--devices", "abc,0"], "must be distinct GPU indices"),
+        (["queue", "run", "--devices", "0,0"], "must be distinct GPU indices"),
+        (["queue", "run", "--slots", "0"], "--slots 0: must be >= 1"),
+        (["queue", "run", "--retries", "-1"], "--retries -1"),
+    ]:
+        proc = gigagpt(*args, *(sets(dataset) if args[0] == "sweep" else []), "--runs-root", root, check=False)
+        assert proc.returncode == 2 and needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for where in (afile, afile / "x"):
+        proc = gigagpt("queue", "run", "--runs-root", where, check=False)
+        assert proc.returncode == 2 and "cannot start a queue runner there" in proc.stderr, proc.stderr
+    assert not root.exists()
+
+
+def test_moves_keep_their_word_however_many(dataset, tmp_path):
+    root = tmp_path / "runs"
+    gigagpt("sweep", "tiny", "--grid", "train.seed=1,2,3,4", *sets(dataset), "--runs-root", root)
+    ids = [p.name for p, _ in queued_runs(root)]
+    for _i in range(25):  # halving the gap between two orders would run out of floats
+        last = [p.name for p, _ in queued_runs(root)][-1]
+        assert f"{last}: position 2" in gigagpt("queue", "move", last, "2", "--runs-root", root).stdout
+        assert [p.name for p, _ in queued_runs(root)][1] == last
+    assert sorted(p.name for p, _ in queued_runs(root)) == sorted(ids)
+
+
+def test_a_queued_model_too_big_for_the_machine_fails_before_allocating(dataset, tmp_path):
+    root = tmp_path / "runs"
+    gigagpt("queue", "add", "13b", "--set", f"data.dataset={dataset}", "--runs-root", root)
+    (run_dir, _), = queued_runs(root)
+    run_foreground(root)
+    meta = read_meta(run_dir)
+    assert meta.status == "failed" and "did not start (exit 2)" in meta.failure and "GiB" in meta.failure
+
+
+def test_a_retry_before_the_first_checkpoint_starts_over(dataset, tmp_path):
+    root = tmp_path / "runs"
+    gigagpt("queue", "add", "tiny", *sets(dataset, "--set", "train.max_steps=12", "--set", "train.checkpoint_interval=1000"),
+            "--runs-root", root)
+    (run_dir, _), = queued_runs(root)
+    runner = subprocess.Popen([sys.executable, "-m", "gigagpt", "queue", "run", "--foreground", "--retries", "1",
+                               "--runs-root", str(root)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:
+        wait_for(lambda: (run_dir / "metrics.jsonl").exists() and any(r["kind"] == "train" and r["step"] >= 2
+                                                                      for r in load_metrics(run_dir)), "step 2")
+        os.killpg(read_meta(run_dir).pid, signal.SIGKILL)
+        out, _ = runner.communicate(timeout=240)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    assert "(retry 1 of 1)" in out and read_meta(run_dir).status == "completed", out
+    assert sorted(r["step"] for r in load_metrics(run_dir) if r["kind"] == "train") == list(range(1, 13))
+
+
+def test_a_runner_whose_lock_file_is_removed_exits(dataset, tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    runner = subprocess.Popen([sys.executable, "-m", "gigagpt", "queue", "run", "--foreground", "--follow",
+                               "--runs-root", str(root)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:
+        wait_for(lambda: runner_state(root), "the runner")
+        (root / ".queue-runner.lock").unlink()  # as `rm -rf` of the root would
+        out, _ = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    assert ".queue-runner.lock is gone" in out

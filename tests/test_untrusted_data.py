@@ -72,3 +72,22 @@ def test_settings_file_in_the_current_directory_is_shown_and_its_python_announce
     first = proc.stderr.splitlines()[0]
     assert first == f"gigagpt: running the Cerebras SDK's Python {fake} (named in gigagpt.toml: [python] cerebras)"
     assert marker.exists()  # announced first, then run: the user asked for it in their settings
+
+
+def test_settings_and_sizes_from_the_review_are_one_line(tmp_path, dataset):
+    env = {**os.environ, "GIGAGPT_SETTINGS": str(tmp_path / "s.toml")}
+    for text, needle in [('[python]\ncerebras = 123\n', "[python] cerebras = 123: must be a string"),
+                         ('[python]\ncerebras = "~nouser-xyz/bin/python"\n', "[python] cerebras = '~nouser-xyz/bin/python'"),
+                         ('[python]\nsdk = "/x"\n', "[python] sdk: unknown"),
+                         ('[runs]\nroots = ["a\\u0000b"]\n', "[runs] roots")]:
+        (tmp_path / "s.toml").write_text(text)
+        for args in (["env"], ["runs", "list"]) if "[runs]" in text else (["env"], ["check-csx", "tiny"]):
+            proc = gigagpt(*args, env=env, check=False)
+            lines = proc.stderr.strip().splitlines() + (proc.stdout.strip().splitlines() if args == ["env"] else [])
+            assert needle in proc.stderr + proc.stdout and "Traceback" not in proc.stderr, (text, args, proc.stderr)
+            assert proc.returncode in ((0, 2) if args != ["check-csx", "tiny"] else (2,)), (text, args, lines)
+    for key, value in [("train.eval_steps", "1000000000000"), ("train.grad_accum", "100000000"),
+                       ("train.weight_decay", "1e300")]:
+        proc = train(dataset, "--set", f"{key}={value}", "--runs-root", tmp_path / "runs")
+        assert proc.returncode == 2 and key in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "runs").exists()

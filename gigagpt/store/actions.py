@@ -142,7 +142,8 @@ def running_pid(run_dir: Path) -> int:
     meta = read_meta(run_dir)
     status = meta.status if meta.status != "running" else liveness(run_dir, meta.host, meta.pid, meta.heartbeat)
     if status != "running":
-        raise RunError(f"run {run_dir.name}: not running ({status})")
+        raise RunError(f"run {run_dir.name}: not running ({status})"
+                       + ("; `gigagpt queue cancel` keeps it from starting" if status == "queued" else ""))
     if meta.host != HOST:
         raise RunError(f"run {run_dir.name}: runs on {printable(meta.host or '?')}; stop it there")
     holder = holder_pid(run_dir) if is_locked(run_dir) else None

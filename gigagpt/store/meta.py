@@ -105,7 +105,7 @@ CHECKS = {
     "created": _opt(_time), "updated": _opt(_time), "heartbeat": _opt(_time),
     "step": _opt(_int()), "max_steps": _opt(_int()), "params": _opt(_int()),
     "tokens_per_step": _opt(_int()), "versions": _opt(_versions), "cerebras_systems": _opt(_int(1, 1 << 20)),
-    "queue_order": _opt(_order), "sweep": _opt(_sweep),
+    "queue_order": _opt(_order), "sweep": _opt(_sweep), "queued_at": _opt(_time),
 }
 
 
@@ -133,6 +133,7 @@ class Meta:
     versions: dict | None = None
     cerebras_systems: int | None = None
     queue_order: float | None = None
+    queued_at: float | None = None
     sweep: dict | None = None
     raw: dict = field(default_factory=dict, repr=False)
 

@@ -50,13 +50,19 @@ def queued_runs(root: Path) -> list[tuple[Path, Meta]]:
     """The queued runs of a root, first to start first. Damaged runs are not queued runs."""
     out = []
     for run_dir in run_dirs(root):
+        if os.path.islink(run_dir):  # a link to a run is that run again, not another queued one
+            continue
         try:
             meta = read_meta(run_dir)
         except RunError:
             continue
         if meta.status == "queued":
             out.append((run_dir, meta))
-    return sorted(out, key=lambda rm: (rm[1].queue_order or rm[1].created or 0.0, rm[0].name))
+    return sorted(out, key=lambda rm: (order_of(rm[1]), rm[0].name))
+
+
+def order_of(meta: Meta) -> float:
+    return meta.queue_order if meta.queue_order is not None else meta.created or 0.0
 
 
 def _edit_queued(run_dir: Path, verb: str, change) -> None:
@@ -85,20 +91,22 @@ def did_not_start(run_dir: Path, reason: str) -> None:
 
 def move(run_dir: Path, position: int) -> int:
     """Put a queued run at `position` (1 = next to start) among its root's queued runs; returns
-    the position it got (the last one at most)."""
+    the position it got (the last one at most). The queue is renumbered 1..n, each run under its
+    own lock, so orders never run out of room between two neighbours."""
     run_dir = Path(run_dir)
-    others = [m for p, m in queued_runs(run_dir.parent) if p.name != run_dir.name]
+    queued = [p for p, _ in queued_runs(run_dir.parent)]
+    if run_dir.name not in [p.name for p in queued]:
+        _edit_queued(run_dir, "move", lambda raw: None)  # raises: says what the run is instead
+    others = [p for p in queued if p.name != run_dir.name]
     position = max(1, min(position, len(others) + 1))
-    orders = [m.queue_order or m.created or 0.0 for m in others]
-    if not orders:
-        order = time.time()
-    elif position == 1:
-        order = orders[0] - 1.0
-    elif position > len(orders):
-        order = orders[-1] + 1.0
-    else:
-        order = (orders[position - 2] + orders[position - 1]) / 2
-    _edit_queued(run_dir, "move", lambda raw: raw.update(queue_order=order))
+    order = others[:position - 1] + [run_dir] + others[position - 1:]
+    for i, p in enumerate(order, 1):
+        try:
+            _edit_queued(p, "move", lambda raw, i=i: raw.update(queue_order=float(i)))
+        except RunError:
+            if p.name == run_dir.name:
+                raise
+            # another run started or was cancelled meanwhile: it has left the queue
     return position
 
 
@@ -144,6 +152,14 @@ class RunnerLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+    def still_linked(self) -> bool:
+        """Whether the locked file is still the root's lock file (not removed with its root)."""
+        try:
+            a, b = os.fstat(self.fd), os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return False
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def runner_running(root: Path) -> bool:

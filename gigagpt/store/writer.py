@@ -138,6 +138,7 @@ class RunWriter:
             "preset": old.get("preset") or preset, "status": "running", "failure": None, "pid": os.getpid(),
             "host": socket.gethostname(), "world_size": 1, "command": list(argv or sys.argv),
             "created": old.get("created") or time.time(), "step": step, **fields,
+            **({"created": time.time(), "queued_at": old.get("created")} if old.get("status") == "queued" else {}),
         }
         self.started = True
         if not self.active:
