@@ -36,6 +36,22 @@ def wait_for(predicate, what, timeout=120):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def kill_under_a_runner(root, run_dir, when) -> str:
+    """A foreground runner with --retries 1; SIGKILL its trainer once a metrics line matches
+    `when`; the runner's output once it has finished."""
+    runner = subprocess.Popen([sys.executable, "-m", "gigagpt", "queue", "run", "--foreground", "--retries", "1",
+                               "--runs-root", str(root)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:
+        wait_for(lambda: (run_dir / "metrics.jsonl").exists() and any(map(when, load_metrics(run_dir))), "the kill point")
+        os.killpg(read_meta(run_dir).pid, signal.SIGKILL)
+        return runner.communicate(timeout=240)[0]
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+
+
 def test_a_sweep_runs_one_after_another_in_order(dataset, tmp_path):
     root = tmp_path / "runs"
     out = gigagpt("sweep", "tiny", "--grid", "train.lr=1e-3,3e-4,1e-4", *sets(dataset), "--runs-root", root).stdout
@@ -138,18 +154,7 @@ def test_a_killed_run_is_retried_and_its_losses_continue_exactly(dataset, tmp_pa
     root = tmp_path / "runs"
     gigagpt("queue", "add", "tiny", *sets(dataset, *extra), "--runs-root", root)
     (run_dir, _), = queued_runs(root)
-    runner = subprocess.Popen([sys.executable, "-m", "gigagpt", "queue", "run", "--foreground", "--retries", "1",
-                               "--runs-root", str(root)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-    try:
-        wait_for(lambda: any(r["kind"] == "checkpoint" and r["step"] >= 4 for r in load_metrics(run_dir))
-                 if (run_dir / "metrics.jsonl").exists() else False, "a checkpoint at step 4")
-        os.killpg(read_meta(run_dir).pid, signal.SIGKILL)
-        out, _ = runner.communicate(timeout=240)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.wait()
+    out = kill_under_a_runner(root, run_dir, lambda r: r["kind"] == "checkpoint" and r["step"] >= 4)
     assert "crashed (exit -9)" in out and "(retry 1 of 1)" in out, out
     assert read_meta(run_dir).status == "completed"
     lines = load_metrics(run_dir)
@@ -209,18 +214,7 @@ def test_a_retry_before_the_first_checkpoint_starts_over(dataset, tmp_path):
     gigagpt("queue", "add", "tiny", *sets(dataset, "--set", "train.max_steps=12", "--set", "train.checkpoint_interval=1000"),
             "--runs-root", root)
     (run_dir, _), = queued_runs(root)
-    runner = subprocess.Popen([sys.executable, "-m", "gigagpt", "queue", "run", "--foreground", "--retries", "1",
-                               "--runs-root", str(root)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-    try:
-        wait_for(lambda: (run_dir / "metrics.jsonl").exists() and any(r["kind"] == "train" and r["step"] >= 2
-                                                                      for r in load_metrics(run_dir)), "step 2")
-        os.killpg(read_meta(run_dir).pid, signal.SIGKILL)
-        out, _ = runner.communicate(timeout=240)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.wait()
+    out = kill_under_a_runner(root, run_dir, lambda r: r["kind"] == "train" and r["step"] >= 2)
     assert "(retry 1 of 1)" in out and read_meta(run_dir).status == "completed", out
     assert sorted(r["step"] for r in load_metrics(run_dir) if r["kind"] == "train") == list(range(1, 13))
 

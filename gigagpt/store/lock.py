@@ -87,8 +87,13 @@ def _still_linked(fd: int, path: Path) -> bool:
 def is_locked(run_dir: Path) -> bool | None:
     """True while some process holds the run's lock, False when nobody does, None when the run
     has no lock file (written by an older trainer) or it cannot be opened."""
+    return file_locked(Path(run_dir) / LOCK_FILE)
+
+
+def file_locked(path: Path) -> bool | None:
+    """Whether some process holds a flock on `path` (a shared-lock probe); None without the file."""
     try:
-        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
         return None
     try:

@@ -22,7 +22,7 @@ from gigagpt.store.files import (
     write_text,
 )
 from gigagpt.store.layout import new_run_dir, run_dirs
-from gigagpt.store.lock import RunLock, pid_alive
+from gigagpt.store.lock import RunLock, file_locked, pid_alive
 from gigagpt.store.meta import Meta, read_meta
 
 RUNNER_LOCK, RUNNER_STATE, RUNNER_LOG = ".queue-runner.lock", ".queue-runner.json", ".queue-runner.log"
@@ -163,18 +163,8 @@ class RunnerLock:
 
 
 def runner_running(root: Path) -> bool:
-    """Whether a queue runner holds this root's lock (a shared-lock probe; False without one)."""
-    try:
-        fd = os.open(Path(root) / RUNNER_LOCK, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
+    """Whether a queue runner holds this root's lock."""
+    return file_locked(Path(root) / RUNNER_LOCK) is True
 
 
 def write_runner_state(root: Path, state: dict) -> None:
