@@ -43,11 +43,20 @@ def parse_grid(grids: list[str]) -> list[tuple[str, list[str]]]:
     return out
 
 
+def with_init_from(cfg, path: Path, overrides: list[str]):
+    """A config that starts from Hugging Face weights takes their shape, as `gigagpt train` does."""
+    if not cfg.model.init_from:
+        return cfg
+    from gigagpt.hf_source import apply_init_from
+
+    return apply_init_from(cfg, path, overrides)
+
+
 def cmd_add(args) -> int:
     from gigagpt.cli import resolve_config
 
     path = resolve_config(args.config)
-    cfg = load_config(path, args.set)
+    cfg = with_init_from(load_config(path, args.set), path, args.set)
     run_dir = enqueue(queue_root(args), args.name or path.stem, to_toml(cfg), path.stem, sys.argv,
                       cfg.train.max_steps)
     position = len(queued_runs(run_dir.parent))
@@ -69,7 +78,7 @@ def cmd_sweep(args) -> int:
     runs = []
     for combo in combos:
         sets = [f"{k}={v}" for (k, _), v in zip(grid, combo)]
-        cfg = load_config(path, args.set + sets)
+        cfg = with_init_from(load_config(path, args.set + sets), path, args.set + sets)
         values = {k: parse_override(s, "--grid")[2] for (k, _), s in zip(grid, sets)}
         label = " ".join(f"{k.split('.')[-1]}={v}" for (k, _), v in zip(grid, combo))
         runs.append((cfg, values, f"{name} {label}"[:100]))

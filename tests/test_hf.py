@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import tomllib
 import torch
 from conftest import REPO, gigagpt
 
@@ -397,3 +398,16 @@ def test_cerebras_checkpoint_exports(dataset, tmp_path):
     gigagpt("export-hf", run, "--out", tmp_path / "hf", timeout=600)
     hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
     assert logits_diff(ours(run), hf) < 1e-4
+
+
+def test_a_queued_init_from_run_takes_the_weights_shape(hf_model, dataset, tmp_path):
+    """queue add and sweep shape a config from init_from's config.json, as train does."""
+    path, _ = hf_model
+    cfg = tmp_path / "ft.toml"
+    cfg.write_text(f'[model]\ninit_from = "{path}"\n[train]\nmax_steps = 3\nwarmup_steps = 1\n'
+                   f'[data]\ndataset = "{dataset}"\n')
+    root = tmp_path / "runs"
+    gigagpt("queue", "add", cfg, "--set", "model.block_size=32", "--runs-root", root)
+    gigagpt("sweep", cfg, "--grid", "train.lr=1e-4,3e-4", "--set", "model.block_size=32", "--runs-root", root)
+    configs = [tomllib.loads((p / "config.toml").read_text())["model"] for p in root.iterdir() if p.is_dir()]
+    assert len(configs) == 3 and all((m["n_layer"], m["n_embd"], m["n_head"]) == (2, 64, 2) for m in configs)
