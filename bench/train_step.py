@@ -1,12 +1,17 @@
-"""Our default CPU training step on `nano` vs a plain eager fp32 step of the same model.
+"""Our default CPU training step on `nano` vs a plain eager fp32 step of the same model, and the
+fused LM head + loss (gigagpt.fused_loss) against the plain head + F.cross_entropy.
 
 The baseline is what a nanoGPT user gets on a CPU: fp32, eager, the default AdamW. Ours is the
-nano preset as `gigagpt train` runs it: bf16 autocast, torch.compile, fused AdamW. Both are
-timed in this one process, interleaved, on the same batches, so machine noise hits both alike.
+nano preset as `gigagpt train` runs it: bf16 autocast, torch.compile, fused AdamW, and the fused
+head + loss; "plain loss" is the same with model.fused_loss = False. All are timed in this one
+process, interleaved round by round on the same batches, so machine noise hits them alike; each
+figure is the median over rounds with the spread [min-max], ratios taken within a round.
 
-    .venv/bin/python bench/train_step.py [--steps 6] [--rounds 3]
+    .venv/bin/python bench/train_step.py [--steps 6] [--rounds 5]
 """
 import argparse
+import os
+import statistics
 import time
 from pathlib import Path
 
@@ -18,11 +23,13 @@ from gigagpt.plan import flops_per_token
 from gigagpt.train import autocast_for, cpu_peak_flops, make_optimizer
 
 REPO = Path(__file__).resolve().parent.parent
+BASE, PLAIN, OURS = "eager fp32 (baseline)", "gigagpt, plain loss", "gigagpt default (fused)"
 
 
-def make_step(cfg, ours: bool):
+def make_step(cfg, ours: bool, fused: bool = True):
     torch.manual_seed(0)
     model = GPT(cfg.model)
+    model.fused_loss = fused
     if ours:
         opt = make_optimizer(model, cfg.train, torch.device("cpu"))
         run = torch.compile(model) if cfg.train.compile else model
@@ -44,38 +51,49 @@ def make_step(cfg, ours: bool):
     return step
 
 
+def spread(values, scale=1.0, fmt="{:.0f}"):
+    values = [v * scale for v in values]
+    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=6, help="timed steps per round")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per variant per round")
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     cfg = load_config(REPO / "configs" / "nano.toml", check_data=False)
     B, T = cfg.train.batch_size, cfg.model.block_size
     gen = torch.Generator().manual_seed(0)
     batches = [(torch.randint(0, 50257, (B, T), generator=gen), torch.randint(0, 50257, (B, T), generator=gen))
                for _ in range(args.steps)]
-    steps = {"eager fp32 (baseline)": make_step(cfg, False), "gigagpt default": make_step(cfg, True)}
+    steps = {BASE: make_step(cfg, False, fused=False), PLAIN: make_step(cfg, True, fused=False),
+             OURS: make_step(cfg, True)}
     t0 = time.perf_counter()
     for step in steps.values():  # warm-up: compilation and allocator
         for x, y in batches[:3]:
             step(x, y)
     print(f"warm-up (includes torch.compile): {time.perf_counter() - t0:.1f} s")
-    best = {name: float("inf") for name in steps}
+    times, loads = {name: [] for name in steps}, [os.getloadavg()[0]]
     for _ in range(args.rounds):
         for name, step in steps.items():
             t0 = time.perf_counter()
             for x, y in batches:
                 step(x, y)
-            best[name] = min(best[name], (time.perf_counter() - t0) / args.steps)
+            times[name].append((time.perf_counter() - t0) / args.steps)
+        loads.append(os.getloadavg()[0])
     fpt = flops_per_token(cfg.model)
-    print(f"nano: {B}x{T} tokens/step, {fpt / 1e6:.1f} MFLOP/token, {torch.get_num_threads()} threads")
-    for name, dtype in (("eager fp32 (baseline)", "float32"), ("gigagpt default", cfg.train.dtype)):
-        tok_s = B * T / best[name]
+    print(f"nano: {B}x{T} tokens/step, {fpt / 1e6:.1f} MFLOP/token, {torch.get_num_threads()} threads, "
+          f"{args.rounds} rounds x {args.steps} steps; 1-min load average {min(loads):.2f}-{max(loads):.2f}")
+    print("ms/step and tok/s: median [min-max] over rounds")
+    for name, dtype in ((BASE, "float32"), (PLAIN, cfg.train.dtype), (OURS, cfg.train.dtype)):
         peak = cpu_peak_flops(dtype)
-        print(f"{name:24s} {1000 * best[name]:7.0f} ms/step {tok_s:8,.0f} tok/s  "
-              f"MFU {100 * fpt * tok_s / peak:5.1f}% of measured {dtype} matmul peak {peak / 1e9:,.0f} GFLOP/s")
-    ratio = best["eager fp32 (baseline)"] / best["gigagpt default"]
-    print(f"speed-up: {ratio:.2f}x (target >= 1.8x)")
+        tok_s = [B * T / t for t in times[name]]
+        print(f"{name:24s} {spread(times[name], 1000)} ms/step  {spread(tok_s)} tok/s  "
+              f"MFU {spread([fpt * s / peak for s in tok_s], 100, '{:.1f}')}% of the measured {dtype} "
+              f"matmul peak {peak / 1e9:,.0f} GFLOP/s")
+    for a, b in ((BASE, OURS), (PLAIN, OURS), (BASE, PLAIN)):
+        ratios = [x / y for x, y in zip(times[a], times[b])]
+        print(f"{b} vs {a}: {spread(ratios, fmt='{:.2f}')}x faster (same round)")
 
 
 if __name__ == "__main__":

@@ -93,7 +93,8 @@ def cmd_train(args) -> int:
 
         check_world(cfg, args.nproc)
         return launch_torchrun(args.nproc, ["train", str(path), "--run-dir", str(new_dir()), *passthrough(args)])
-    from gigagpt.train import pick_device, train  # torch is imported only by the commands that need it
+    from gigagpt.device import pick_device
+    from gigagpt.train import train  # torch is imported only by the commands that need it
 
     check_memory(cfg, pick_device(args.device), path)  # a missing device or too small a one: before any file is written
     run_dir = new_dir()
@@ -155,7 +156,8 @@ def cmd_resume(args) -> int:
     if ckpts and ckpts[-1].suffix == ".mdl":
         raise ConfigError(f"{ckpts[-1]}: a Cerebras checkpoint (cstorch.save); it resumes with "
                           "train.backend = \"cerebras\" only")
-    from gigagpt.train import pick_device, train
+    from gigagpt.device import pick_device
+    from gigagpt.train import train
 
     check_memory(cfg, pick_device(args.device), run_dir / "config.toml")  # a queued run, or --set batch_size
     return train(cfg, run_dir, args.device, resume=True, stop_at=args.stop_at, argv=sys.argv,

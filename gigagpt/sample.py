@@ -11,13 +11,13 @@ import torch
 from gigagpt.cerebras_launch import cerebras_export
 from gigagpt.checkpoint import brief, load
 from gigagpt.config import ConfigError, from_dict, validate
+from gigagpt.device import pick_device
 from gigagpt.model import GPT
 from gigagpt.plan import param_count
 from gigagpt.store.checkpoints import Unloadable, newest_loadable, not_files
 from gigagpt.store.files import RunError
 from gigagpt.store.layout import checkpoint_step, checkpoints
 from gigagpt.tokenizer import get_tokenizer
-from gigagpt.train import pick_device
 
 
 def load_model(run_dir: Path, step: int | None = None) -> tuple[Path, GPT]:
