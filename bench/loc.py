@@ -10,7 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CORE = ["gigagpt/model.py", "gigagpt/fused_loss.py", "gigagpt/train.py", "gigagpt/batches.py", "gigagpt/checkpoint.py"]
-SCALE = ["gigagpt/dist.py", "gigagpt/torchrun.py", "gigagpt/safe_dcp.py", "gigagpt/config.py", "gigagpt/settings.py",
+SCALE = ["gigagpt/device.py", "gigagpt/dist.py", "gigagpt/torchrun.py", "gigagpt/safe_dcp.py", "gigagpt/config.py", "gigagpt/settings.py",
          "gigagpt/dataset.py"]
 TOOLS = ["gigagpt/cerebras.py", "gigagpt/cerebras_sdk.py", "gigagpt/cerebras_launch.py", "gigagpt/plan.py", "gigagpt/cli.py",
          "gigagpt/runs_cli.py", "gigagpt/queue_cli.py", "gigagpt/runner.py", "gigagpt/sample.py", "gigagpt/listing.py",
