@@ -9,9 +9,10 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CORE = ["gigagpt/model.py", "gigagpt/fused_loss.py", "gigagpt/train.py", "gigagpt/batches.py", "gigagpt/checkpoint.py"]
-SCALE = ["gigagpt/device.py", "gigagpt/dist.py", "gigagpt/torchrun.py", "gigagpt/safe_dcp.py", "gigagpt/config.py", "gigagpt/settings.py",
-         "gigagpt/dataset.py"]
+CORE = ["gigagpt/model.py", "gigagpt/fused_loss.py", "gigagpt/train.py", "gigagpt/guard.py", "gigagpt/batches.py",
+        "gigagpt/checkpoint.py"]
+SCALE = ["gigagpt/device.py", "gigagpt/dist.py", "gigagpt/torchrun.py", "gigagpt/safe_dcp.py", "gigagpt/config.py",
+         "gigagpt/settings.py", "gigagpt/dataset.py"]
 TOOLS = ["gigagpt/cerebras.py", "gigagpt/cerebras_sdk.py", "gigagpt/cerebras_launch.py", "gigagpt/plan.py", "gigagpt/cli.py",
          "gigagpt/runs_cli.py", "gigagpt/queue_cli.py", "gigagpt/runner.py", "gigagpt/sample.py", "gigagpt/listing.py",
          "gigagpt/prepare.py", "gigagpt/tokenizer.py", "gigagpt/sdist.py"]
