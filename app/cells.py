@@ -11,6 +11,7 @@ from rich.text import Text
 
 from gigagpt.listing import fmt_loss, fmt_step
 from gigagpt.store.meta import printable
+from gigagpt.store.metrics import number as finite_number
 
 STATUS_STYLE = {"running": "bold green", "starting": "green", "completed": "cyan", "stopped": "yellow",
                 "failed": "bold red", "crashed": "bold red", "not started": "red", "damaged": "bold red"}
@@ -98,3 +99,17 @@ def recent_cells(row: dict, label: str) -> tuple:
         name.append(f" ({printable(Path(row['root']).name)})", style="dim")
     return (name, cell(row["preset"] or "–"), status_cell(row["status"]), cell(fmt_step(row)),
             cell(fmt_loss(row["loss"])), started(row))
+
+
+def peak_text(events: list[dict]) -> str:
+    """' of 1.29 TFLOP/s bf16 (measured)': the MFU denominator (one device's peak), from the last
+    `start` or `peak` event (docs/run-format.md); '' when the run names none."""
+    rec = next((e for e in reversed(events) if e.get("event") in ("start", "peak")), None) or {}
+    flops, dtype, source = finite_number(rec.get("peak_flops")), rec.get("peak_dtype"), rec.get("peak_source")
+    if not flops or flops <= 0:
+        return ""
+    scaled = next((f"{flops / scale:.3g} {unit}FLOP/s" for scale, unit in ((1e15, "P"), (1e12, "T"), (1e9, "G"))
+                   if flops >= scale), f"{flops / 1e6:.3g} MFLOP/s")
+    dtype = {"bfloat16": "bf16", "float32": "fp32"}.get(dtype, "") if isinstance(dtype, str) else ""
+    source = f" ({printable(source)})" if isinstance(source, str) and source else ""
+    return f" of {scaled}{' ' + dtype if dtype else ''}{source}"

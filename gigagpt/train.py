@@ -13,11 +13,11 @@ import psutil
 import torch
 
 import gigagpt
-from gigagpt import checkpoint, dist
+from gigagpt import checkpoint, dist, guard
 from gigagpt.batches import draw_windows, load_windows, my_share, open_split
 from gigagpt.config import Config, to_dict, to_toml
 from gigagpt.dataset import dataset_info
-from gigagpt.device import device_memory, device_memory_total, peak_flops, pick_device
+from gigagpt.device import cpu_peak_flops, device_memory, device_memory_total, peak_info, pick_device
 from gigagpt.model import build_model
 from gigagpt.plan import check_world, choose_parallel, flops_per_token, param_count, tokens_per_step
 from gigagpt.store.checkpoints import no_checkpoint
@@ -198,10 +198,11 @@ def _train_loop(cfg, run_dir, device, resume, from_scratch, stop_at, writer, sta
     ctx = autocast_for(device, t.dtype)
     params = list(model.parameters())  # a list, not a generator: clipping must see them every step
     fpt, n_params, step_tokens = flops_per_token(m), param_count(m), tokens_per_step(cfg)
-    peak = peak_flops(device, t.dtype)
+    peak, peak_source, peak_dtype = peak_info(device, t.dtype)
     proc = psutil.Process()
-    writer.event("start", step, params=n_params, flops_per_token=fpt, peak_flops=peak, device=str(device),
-                 world_size=world, parallel=parallel, tokens_per_step=step_tokens)
+    writer.event("start", step, params=n_params, flops_per_token=fpt, peak_flops=peak, peak_source=peak_source,
+                 peak_dtype=peak_dtype, device=str(device), world_size=world, parallel=parallel,
+                 tokens_per_step=step_tokens)
     if rank == 0:
         print(f"{n_params:,} parameters on {world} x {device} ({parallel}), {step_tokens:,} tokens/step, "
               f"dataset {info['path']} ({info['tokens']['train']:,} train tokens)", flush=True)
@@ -210,7 +211,7 @@ def _train_loop(cfg, run_dir, device, resume, from_scratch, stop_at, writer, sta
         cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
         rngs = dist.gather((torch.get_rng_state(), cuda_rng)) if world > 1 else [(torch.get_rng_state(), cuda_rng)]
         extra = {"step": step, "tokens": tokens, "best_val": best_val, "config": to_dict(cfg),
-                 "log_steps": step - log_from, "log_loss_sum": loss_acc,
+                 "log_steps": step - log_from, "log_loss_sum": tally.loss_sum,
                  "rng": {"torch": [r[0] for r in rngs], "data": data_gen.get_state(),
                          "cuda": [r[1] for r in rngs] if cuda_rng is not None else None}}
         if parallel == "fsdp":
@@ -224,7 +225,8 @@ def _train_loop(cfg, run_dir, device, resume, from_scratch, stop_at, writer, sta
             torch.distributed.barrier()
 
     model.train()
-    log_from, loss_acc = step - log_steps, log_loss_sum  # the last train line's step, and the loss since
+    log_from = step - log_steps  # the last train line's step; tally.loss_sum: the loss since (guard.py)
+    tally = guard.Tally(device, optimizer, world, log_loss_sum, guard.reads_every_step(device, optimizer))
     t_last, timed_from = time.perf_counter(), step  # throughput counts the steps this process timed
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -243,19 +245,17 @@ def _train_loop(cfg, run_dir, device, resume, from_scratch, stop_at, writer, sta
                 (loss / len(share)).backward()
             loss_sum += loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip > 0 else float("inf"))
-        loss_val, stop_votes = (loss_sum / len(share)).item(), float(bool(stop_signal))
-        if world > 1:  # one all-reduce: the job's mean loss, and whether any rank was told to stop
-            loss_val, stop_votes = dist.sum_across([loss_val, stop_votes], device)
-            loss_val /= world
-        norm_val = dist.full_norm(grad_norm)
-        if not (math.isfinite(loss_val) and math.isfinite(norm_val)):  # before the update: weights stay good
-            return "failed", (f"non-finite loss ({loss_val}) or gradient norm ({norm_val}) at step {step + 1}; "
-                              "the bad weights were not checkpointed")
+        tally.add(step + 1, loss_sum / len(share), grad_norm)
+        stop_votes = False  # read steps: those that log, evaluate, checkpoint or may stop (guard.py)
+        if tally.every_step or (world == 1 and stop_signal) or step + 1 in (stop_at, t.max_steps) or any(
+                (step + 1) % k == 0 for k in (t.log_interval, t.eval_interval, t.checkpoint_interval)):
+            stop_votes, failure = tally.read(step + 1, bool(stop_signal))
+            if failure:
+                return "failed", failure
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         tokens += step_tokens
-        loss_acc += loss_val
 
         if step % t.log_interval == 0 or step == t.max_steps:
             if device.type == "cuda":
@@ -263,12 +263,19 @@ def _train_loop(cfg, run_dir, device, resume, from_scratch, stop_at, writer, sta
             now = time.perf_counter()
             timed = step - timed_from
             tok_s = timed * step_tokens / (now - t_last)
+            if device.type == "cpu" and rank == 0 and peak and fpt * tok_s / world > peak:
+                # the cached peak was too low (measured under load?): measure again, at least this run's
+                peak = cpu_peak_flops(t.dtype, exceeded=fpt * tok_s / world)
+                writer.event("peak", step, peak_flops=peak, peak_source=peak_source, peak_dtype=peak_dtype,
+                             achieved_flops=fpt * tok_s / world)
+                print(f"the run beat the cached {t.dtype} peak: measured again, {peak / 1e9:,.0f} GFLOP/s", flush=True)
+                now = time.perf_counter()  # the probe's time is not the next interval's
             rss, (alloc, peak_mem) = proc.memory_info().rss, device_memory(device)
             if world > 1:  # memory is per rank: report the largest
                 rss, alloc, peak_mem = dist.max_across([rss, alloc, peak_mem], device)
             rec = {
-                "kind": "train", "step": step, "loss": loss_acc / (step - log_from), "lr": lr,
-                "grad_norm": norm_val, "tokens": tokens, "tok_s": tok_s,
+                "kind": "train", "step": step, "loss": tally.loss_sum / (step - log_from), "lr": lr,
+                "grad_norm": tally.norm, "tokens": tokens, "tok_s": tok_s,
                 "mfu": fpt * tok_s / (peak * world) if peak else None, "step_time": (now - t_last) / timed,
                 "rss": rss, "mem_alloc": alloc, "mem_peak": peak_mem,
             }
@@ -278,7 +285,7 @@ def _train_loop(cfg, run_dir, device, resume, from_scratch, stop_at, writer, sta
                 print(f"step {step}/{t.max_steps} | loss {rec['loss']:.4f} | lr {lr:.2e} | "
                       f"{tok_s:,.0f} tok/s{mfu} | {1000 * rec['step_time']:.0f} ms/step", flush=True)
             writer.update(step=step)
-            t_last, timed_from, log_from, loss_acc = now, step, step, 0.0
+            t_last, timed_from, log_from, tally.loss_sum = now, step, step, 0.0
 
         if step % t.eval_interval == 0 or step == t.max_steps:
             val = evaluate(model, val_data, cfg, device, ctx, rank, world)
@@ -288,7 +295,7 @@ def _train_loop(cfg, run_dir, device, resume, from_scratch, stop_at, writer, sta
                 print(f"step {step}: val loss {val:.4f}", flush=True)
             t_last, timed_from = time.perf_counter(), step  # eval time is not training throughput
 
-        stopping = stop_votes > 0 or step == stop_at
+        stopping = stop_votes or step == stop_at
         if stopping or step % t.checkpoint_interval == 0 or step == t.max_steps:
             save_checkpoint()
             writer.update(step=step)

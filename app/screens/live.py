@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Log, Static
 
 from app import launch
-from app.cells import STATUS_STYLE
+from app.cells import STATUS_STYLE, peak_text
 from app.follow import RunTail
 from app.messages import RunClosed, RunsChanged
 from app.screens.dialogs import ConfirmScreen
@@ -135,7 +135,7 @@ class LiveScreen(ChartKeys, Screen):
             "  loss ", (f"{loss:.4f}" if loss is not None else "–", "bold"),
             "  best val ", (f"{best:.4f}" if best is not None else "–", "bold"),
             f"  {tok_s:,.0f} tok/s" if tok_s is not None else "",
-            f"  MFU {100 * mfu:.1f}%" if mfu is not None else "")
+            f"  MFU {100 * mfu:.1f}%{peak_text(series.events)}" if mfu is not None else "")
         header = Text("\n").join([line1, line2])
         header.no_wrap, header.overflow = True, "ellipsis"  # a narrow terminal cuts each line, never wraps
         return header

@@ -24,7 +24,7 @@ from gigagpt.store.files import open_regular
 KINDS = ("train", "eval", "checkpoint", "event")
 NUMBERS = ("loss", "lr", "grad_norm", "tokens", "tok_s", "mfu", "step_time", "rss", "mem_alloc",
            "mem_peak", "time", "val_loss", "params", "flops_per_token", "peak_flops", "tokens_per_step",
-           "world_size", "log_steps", "log_loss_sum")
+           "world_size", "log_steps", "log_loss_sum", "achieved_flops")
 STEP_MAX = 2**53
 CHUNK_BYTES = 4 << 20
 RESUME_NEEDLES = (b'"event":"resume"', b'"event": "resume"')
