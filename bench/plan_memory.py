@@ -13,19 +13,22 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+PLAIN = "plain-loss"  # a variant's flag (not a config key): model.fused_loss = False
 
 CHILD = r"""
 import json, resource, sys, psutil, torch
 from gigagpt.config import load_config, apply_overrides
 from gigagpt.model import build_model
 from gigagpt.train import autocast_for, make_optimizer
-cfg = apply_overrides(load_config(sys.argv[1], check_data=False), sys.argv[3:])
+plain = "plain-loss" in sys.argv[3:]  # bench's PLAIN
+cfg = apply_overrides(load_config(sys.argv[1], check_data=False), [o for o in sys.argv[3:] if o != "plain-loss"])
 steps = int(sys.argv[2])
 x = torch.randint(0, cfg.model.vocab_size, (cfg.train.batch_size, cfg.model.block_size))
 base = psutil.Process().memory_info().rss
 torch.manual_seed(0)
 model = build_model(cfg.model, torch.device("cpu"))
 model.checkpoint_blocks = cfg.train.activation_checkpointing
+model.fused_loss = not plain
 opt = make_optimizer(model, cfg.train, torch.device("cpu"))
 run = torch.compile(model) if cfg.train.compile else model
 ctx = autocast_for(torch.device("cpu"), cfg.train.dtype)
@@ -55,8 +58,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--presets", nargs="+", default=["tiny", "nano"])
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--only", nargs="*", help="run only the variants whose text contains one of these (e.g. '(preset' plain)")
     args = ap.parse_args()
-    variants = [[], ["train.compile=true"], ["train.compile=false"],
+    variants = [[], [PLAIN], ["train.compile=true"], ["train.compile=false"], [PLAIN, "train.compile=false"],
                 ["train.activation_checkpointing=true", "train.compile=false"],
                 ["train.dtype=float32", "train.compile=false"], ["train.dtype=float32", "train.compile=true"],
                 ["train.batch_size=4", "train.compile=true"]]
@@ -64,8 +68,11 @@ def main():
     worst = {"presets as is": 0.0, "all variants": 0.0}
     for preset in args.presets:
         for ov in variants:
-            cfg = apply_overrides(load_config(REPO / "configs" / f"{preset}.toml", check_data=False), ov)
-            planned = memory_estimate(cfg)["total"]
+            if args.only and not any(o in (" ".join(ov) or "(preset as is)") for o in args.only):
+                continue
+            cfg = apply_overrides(load_config(REPO / "configs" / f"{preset}.toml", check_data=False),
+                                  [o for o in ov if o != PLAIN])
+            planned = memory_estimate(cfg, fused_loss=PLAIN not in ov)["total"]
             measured = measure(preset, args.steps, ov)
             err = planned / measured - 1
             for key in worst if not ov else ["all variants"]:

@@ -25,6 +25,7 @@ def setup(cfg: Config, target: str, artifact_dir: str, **csx):
     torch.manual_seed(t.seed)
     with backend.device:  # on CSX a lazy device: weights are traced, not allocated here
         model = GPT(cfg.model)
+    model.fused_loss = False  # traced for the system: the plain head and loss
     compiled = cstorch.compile(model, backend)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay},

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from gigagpt.config import ModelConfig
+from gigagpt.fused_loss import linear_cross_entropy
 
 
 class Attention(nn.Module):
@@ -75,6 +76,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied
         self.checkpoint_blocks = False  # activation checkpointing: recompute blocks in backward
+        self.fused_loss = True  # head + loss chunk by chunk (gigagpt.fused_loss); False: the plain path
         for name, p in self.named_parameters():
             init_parameter(name, p, cfg)
 
@@ -87,7 +89,10 @@ class GPT(nn.Module):
                 x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
-        logits = self.lm_head(self.ln_f(x))
+        x = self.ln_f(x)
+        if targets is not None and self.fused_loss:  # the weight the module holds now (FSDP: gathered)
+            return linear_cross_entropy(x.view(-1, x.size(-1)), self.lm_head.weight, targets.view(-1))
+        logits = self.lm_head(x)
         if targets is None:
             return logits
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1))

@@ -59,17 +59,26 @@ def micro_batch(cfg: Config, world: int) -> int:
     return -(-cfg.train.batch_size // world)
 
 
-def activation_bytes(cfg: Config, world: int = 1, checkpointing: bool | None = None) -> int:
-    """Activations saved for backward in one micro-step of one process, plus the logits.
+def loss_chunk_rows(n_embd: int) -> int:
+    """Rows of logits gigagpt.fused_loss computes at once: a chunk's logits are then about twice
+    the head's weight, which it already keeps in several copies, and each chunk's share of the
+    weight's gradient costs no more memory traffic than its logits."""
+    return 2 * n_embd
+
+
+def activation_bytes(cfg: Config, world: int = 1, checkpointing: bool | None = None, fused_loss: bool = True) -> int:
+    """Activations saved for backward in one micro-step of one process, plus the head and loss.
 
     Counted from what our forward keeps (bf16 autocast: the fp32 residual stream and LayerNorms,
     bf16 matmul inputs and outputs; SDPA keeps q, k, v, out and never the s*s matrix):
     44 bytes per token per width unit per layer in bf16, 64 in fp32. Activation checkpointing
-    keeps each block's input (4) and one block's full set during its recompute. The logits cost
-    bytes per token per vocabulary entry: eager 12.5 (bf16 and fp32 copies, log-softmax, their
-    gradients); compiled, where the loss is fused, 1.5 in bf16 and 4 in fp32. These last figures
-    were fitted to measured CPU peaks (bench/plan_memory.py); at a 50k vocabulary they dominate
-    small models.
+    keeps each block's input (4) and one block's full set during its recompute. The fused head +
+    loss (gigagpt.fused_loss) holds one chunk's logits and softmax (4 bytes an entry in bf16, 8 in
+    fp32) and the head's fp32 gradient with one chunk's share of it. The plain path (fused_loss
+    False) holds all the logits, at bytes per token per vocabulary entry: eager 12.5 (bf16 and
+    fp32 copies, log-softmax, their gradients); compiled, where the loss is fused, 1.5 in bf16 and
+    4 in fp32; fitted to measured CPU peaks (bench/plan_memory.py): at a 50k vocabulary they
+    dominate small models.
     """
     m, t = cfg.model, cfg.train
     bf16 = t.dtype == "bfloat16"
@@ -79,18 +88,24 @@ def activation_bytes(cfg: Config, world: int = 1, checkpointing: bool | None = N
     if m.attention == "math":  # scores, softmax (fp32) and probabilities per head
         per_layer += tokens * m.block_size * m.n_head * (10 if bf16 else 12)
     layers = m.n_layer * 4 * tokens * m.n_embd + per_layer if ckpt else m.n_layer * per_layer
-    logits = (1.5 if bf16 else 4) if t.compile else 12.5
-    return int(layers + 12 * tokens * m.n_embd + logits * tokens * m.vocab_size)
+    if fused_loss:  # a chunk's logits and softmax; the head's fp32 gradient and a chunk's share of it
+        rows = min(tokens, loss_chunk_rows(m.n_embd))
+        head = (4 if bf16 else 8) * rows * m.vocab_size + (6 if bf16 else 8) * m.vocab_size * m.n_embd
+    else:
+        head = ((1.5 if bf16 else 4) if t.compile else 12.5) * tokens * m.vocab_size
+    return int(layers + 12 * tokens * m.n_embd + head)
 
 
 # Fitted to measured CPU peaks (bench/plan_memory.py): kernel libraries' workspaces and thread
-# buffers in any training process, and torch.compile's own memory on top when it is on.
-RUNTIME_WORKSPACE = 64 * 2**20
-COMPILE_WORKSPACE = 100 * 2**20
+# buffers in any training process, with the freed buffers glibc's malloc keeps (35-77 MiB of it:
+# tiny and nano peak that much lower under MALLOC_MMAP_THRESHOLD_=131072), and torch.compile's
+# own memory on top when it is on (less what its graphs save over eager).
+RUNTIME_WORKSPACE = 112 * 2**20
+COMPILE_WORKSPACE = 80 * 2**20
 
 
 def memory_estimate(cfg: Config, world: int = 1, strategy: str = "none",
-                    checkpointing: bool | None = None) -> dict:
+                    checkpointing: bool | None = None, fused_loss: bool = True) -> dict:
     """Peak bytes on one device while training: strategy "none" (one process), "ddp" or "fsdp".
 
     fp32 master weights, fp32 gradients and AdamW's two fp32 states (16 bytes per parameter);
@@ -108,7 +123,7 @@ def memory_estimate(cfg: Config, world: int = 1, strategy: str = "none",
         out["buffers"] = (half or 4) * gathered * 2  # gathered weights and their unsharded grads
     else:
         out["buffers"] = half * n + (4 * n if strategy == "ddp" else 0)
-    out["activations"] = activation_bytes(cfg, world, checkpointing)
+    out["activations"] = activation_bytes(cfg, world, checkpointing, fused_loss)
     out["buffers"] += RUNTIME_WORKSPACE + (COMPILE_WORKSPACE if cfg.train.compile else 0)
     out["total"] = sum(out.values())
     return out

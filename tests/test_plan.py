@@ -6,6 +6,7 @@ from conftest import REPO, gigagpt
 from gigagpt.config import apply_overrides, load_config
 from gigagpt.plan import (
     DEVICE_PEAKS,
+    activation_bytes,
     best_plan,
     fits,
     flops_per_token,
@@ -32,6 +33,17 @@ def test_sharding_divides_the_parameter_state_and_only_it():
     assert ddp["activations"] == fsdp["activations"] < one["activations"]  # batch split across 8
     ckpt = memory_estimate(cfg, 8, "fsdp", checkpointing=True)
     assert ckpt["activations"] < fsdp["activations"] / 3
+
+
+def test_the_fused_loss_holds_one_chunk_of_logits_at_any_batch():
+    few, many = preset("nano", "train.batch_size=2"), preset("nano", "train.batch_size=64")  # 512 tokens: one chunk
+
+    def per_token(fused):
+        return (activation_bytes(many, fused_loss=fused) - activation_bytes(few, fused_loss=fused)) / (62 * 256)
+
+    assert per_token(False) - per_token(True) == pytest.approx(1.5 * 50257)  # the plain path's logits, compiled bf16
+    fused, plain = memory_estimate(many), memory_estimate(many, fused_loss=False)
+    assert plain["activations"] - fused["activations"] > 1.4 * 64 * 256 * 50257 - 8 * 50257 * 256
 
 
 def test_smallest_world_is_the_boundary_and_splits_the_batch():

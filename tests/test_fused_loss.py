@@ -1,0 +1,149 @@
+"""The fused, chunked LM head + cross-entropy (gigagpt.fused_loss) against the plain path."""
+import sys
+from unittest.mock import MagicMock
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import REPO
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from gigagpt.config import ModelConfig, load_config
+from gigagpt.fused_loss import linear_cross_entropy
+from gigagpt.model import GPT
+
+V = 50257  # GPT-2's vocabulary: not a multiple of anything
+
+
+def inputs(n, d, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    h = torch.randn(n, d, generator=gen).requires_grad_()
+    w = (0.5 * torch.randn(V, d, generator=gen)).requires_grad_()  # logits of a few units: a real softmax
+    return h, w, torch.randint(0, V, (n,), generator=gen)
+
+
+def loss_and_grads(fn, h, w, y, bf16=False):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = fn(h, w, y)
+    return (loss.detach(), *torch.autograd.grad(loss, (h, w)))
+
+
+def plain(h, w, y):
+    return F.cross_entropy((h @ w.t()).float(), y)
+
+
+def rel(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+class Largest(TorchDispatchMode):
+    """The most elements any op's output had."""
+
+    def __init__(self):
+        super().__init__()
+        self.numel, self.ops = 0, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.numel = max(self.numel, t.numel())
+                self.ops.append((str(func), tuple(t.shape)))
+        return out
+
+
+@pytest.mark.parametrize("n, d, chunk", [(300, 64, 128), (77, 32, 16), (64, 48, 64), (5, 16, 512), (130, 24, 1)])
+def test_fp32_matches_the_plain_path(n, d, chunk):
+    h, w, y = inputs(n, d)
+    exact = loss_and_grads(plain, h.detach().double().requires_grad_(), w.detach().double().requires_grad_(), y)
+    ref = loss_and_grads(plain, h, w, y)
+    got = loss_and_grads(lambda *a: linear_cross_entropy(*a, chunk=chunk), h, w, y)
+    assert got[0].dtype == torch.float32 and got[1].dtype == h.dtype and got[2].dtype == w.dtype
+    assert abs(got[0] - ref[0]) / ref[0] < 1e-6
+    # Sums over 50257 terms in fp32: the plain path itself is up to 1.5e-5 from fp64 here.
+    for i in (1, 2):
+        assert rel(got[i], ref[i]) < 5e-5 and rel(got[i].double(), exact[i]) < 5e-5
+
+
+@pytest.mark.parametrize("n, d, chunk", [(300, 64, 128), (200, 32, 64)])
+def test_bf16_is_as_close_to_fp32_as_the_plain_bf16_path(n, d, chunk):
+    h, w, y = inputs(n, d, seed=1)
+    exact = loss_and_grads(plain, h, w, y)
+    theirs = loss_and_grads(plain, h, w, y, bf16=True)
+    ours = loss_and_grads(lambda *a: linear_cross_entropy(*a, chunk=chunk), h, w, y, bf16=True)
+    assert abs(ours[0] - theirs[0]) < 2e-3  # stated tolerance: loss within 2e-3 of the plain bf16 loss
+    for i in (1, 2):  # gradients within 2% (of the largest entry) of the plain bf16 ones ...
+        assert rel(ours[i], theirs[i]) < 2e-2
+        assert rel(ours[i], exact[i]) < 1.5 * rel(theirs[i], exact[i]) + 1e-3  # ... and no further from fp32
+
+
+def test_the_incoming_gradient_scales_both_gradients_and_no_grad_gives_the_loss():
+    h, w, y = inputs(40, 16)
+    loss = linear_cross_entropy(h, w, y, chunk=16)
+    gh, gw = torch.autograd.grad(loss / 4, (h, w))  # what gradient accumulation does
+    ref = loss_and_grads(plain, h, w, y)
+    assert rel(4 * gh, ref[1]) < 1e-5 and rel(4 * gw, ref[2]) < 1e-5
+    with torch.no_grad(), Largest() as seen:  # evaluation: the loss, and no gradient made
+        assert abs(linear_cross_entropy(h, w, y, chunk=16) - ref[0]) < 1e-5
+    assert {shape for op, shape in seen.ops if op.startswith("aten.mm")} == {(16, V), (8, V)}  # the logits alone
+    only_h = torch.autograd.grad(linear_cross_entropy(h, w.detach(), y, chunk=16), h)[0]
+    assert rel(only_h, ref[1]) < 1e-5
+
+
+def test_never_more_than_one_chunk_of_logits():
+    n, d, chunk = 300, 32, 64
+    h, w, y = inputs(n, d)
+    sizes = {}
+    for name, fn in (("plain", plain), ("fused", lambda *a: linear_cross_entropy(*a, chunk=chunk))):
+        with Largest() as seen:
+            loss_and_grads(fn, h, w, y, bf16=True)
+        sizes[name] = seen.numel
+    assert sizes["plain"] == n * V  # the full logits
+    assert sizes["fused"] == chunk * V  # one chunk's (the head's weight and its gradient are smaller)
+
+
+def small(**kw):
+    return ModelConfig(**{"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "vocab_size": V, **kw})
+
+
+def twins(cfg):
+    torch.manual_seed(0)
+    fused, ref = GPT(cfg), GPT(cfg)
+    ref.load_state_dict(fused.state_dict())
+    ref.fused_loss = False
+    return fused, ref
+
+
+def test_gpt_uses_it_for_the_loss_and_keeps_logits_without_targets():
+    fused, ref = twins(small())
+    x, y = torch.randint(0, V, (3, 16)), torch.randint(0, V, (3, 16))
+    la, lb = fused(x, y), ref(x, y)
+    la.backward()
+    lb.backward()
+    assert abs(la - lb) < 1e-5
+    for (name, p), q in zip(fused.named_parameters(), ref.parameters()):
+        assert rel(p.grad, q.grad) < 1e-4, name
+    assert torch.equal(fused(x), ref(x))  # no targets: logits, the same module
+
+
+def test_one_compiled_step_matches_eager():
+    fused, ref = twins(small(n_layer=1))
+    x, y = torch.randint(0, V, (2, 16)), torch.randint(0, V, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        la, lb = torch.compile(fused)(x, y), ref(x, y)
+    la.backward()
+    lb.backward()
+    assert abs(la - lb) < 2e-3
+    for (name, p), q in zip(fused.named_parameters(), ref.parameters()):
+        assert rel(p.grad, q.grad) < 3e-2, name
+
+
+def test_the_cerebras_backend_traces_the_plain_path(monkeypatch, tmp_path):
+    sdk = MagicMock()  # the SDK's entry points, recorded: only which model it was given matters here
+    monkeypatch.setitem(sys.modules, "cerebras", MagicMock(pytorch=sdk))
+    monkeypatch.setitem(sys.modules, "cerebras.pytorch", sdk)
+    from gigagpt.cerebras_sdk import setup
+
+    setup(load_config(REPO / "configs" / "tiny.toml", check_data=False), "CPU", str(tmp_path))
+    model = sdk.compile.call_args.args[0]
+    assert isinstance(model, GPT) and model.fused_loss is False
