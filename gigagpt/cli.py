@@ -272,12 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--runs-root")
     q.set_defaults(func=cmd_sample)
 
-    try:
-        from gigagpt import prepare
-    except ImportError:
-        prepare = None
-    if prepare is not None and hasattr(prepare, "add_data_parser"):
-        prepare.add_data_parser(sub)
+    from gigagpt.data_cli import add_data_parser  # numpy and the tokenizer module, no torch
+
+    add_data_parser(sub)
 
     q = sub.add_parser("plan", help="parameters, FLOPs, memory per device and time to train a config")
     q.add_argument("config", help="a TOML config path or a preset name")
@@ -315,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def error_types() -> tuple:
     types = [ConfigError, RunError]
-    for mod, name in (("gigagpt.prepare", "DataError"), ("gigagpt.tokenizer", "TokenizerError")):
+    for mod, name in (("gigagpt.corpus", "DataError"), ("gigagpt.tokenizer", "TokenizerError")):
         try:
             types.append(getattr(__import__(mod, fromlist=[name]), name))
         except (ImportError, AttributeError):

