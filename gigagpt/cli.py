@@ -11,6 +11,7 @@ from gigagpt.config import PRESETS_DIR, REPO, ConfigError, load_config, preset_n
 from gigagpt.settings import runs_root
 from gigagpt.store.files import RunError
 from gigagpt.store.meta import printable
+from gigagpt.torchrun import say_once
 
 
 def resolve_config(arg: str) -> Path:
@@ -329,12 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         os.getcwd()
     except OSError:
-        print("gigagpt: error: the current directory no longer exists; cd somewhere that does", file=sys.stderr)
+        say_once("gigagpt: error: the current directory no longer exists; cd somewhere that does")
         return 2
     try:
         return args.func(args)
     except error_types() as e:
-        print(f"gigagpt: error: {printable(str(e))}", file=sys.stderr)  # one line, whatever a file held
+        say_once(f"gigagpt: error: {printable(str(e))}")  # one line, whatever a file held; once for all ranks
         return 2
     except KeyboardInterrupt:
         return 130

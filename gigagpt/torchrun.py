@@ -1,12 +1,32 @@
 """torchrun for `--nproc N`, quiet about a worker that has said why it stopped: a rank's refusal
 (a config error, no checkpoint that loads) is its one line and its exit status, not torchrun's
-banner and failure report with a traceback. LOGLEVEL=INFO (or WARNING) brings torchrun's logs back."""
+banner and failure report with a traceback. LOGLEVEL=INFO (or WARNING) brings torchrun's logs back.
+A refusal every rank reaches is one line, not one per rank: see say_once."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
 import sys
+import tempfile
+
+SAID_DIR = "GIGAGPT_SAID_DIR"  # set for the ranks: a directory with a file for each error line printed
+
+
+def say_once(line: str) -> None:
+    """An error line on stderr, unless another rank of this node has printed the same line: the
+    first rank to create its file prints it. A rank's own error (only rank 1 fails) still shows."""
+    said = os.environ.get(SAID_DIR)
+    if said:
+        name = hashlib.sha256(line.encode("utf-8", "surrogatepass")).hexdigest()
+        try:
+            os.close(os.open(os.path.join(said, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        except OSError:  # the directory is gone (a rank outlived the launcher): twice rather than never
+            pass
+    print(line, file=sys.stderr, flush=True)
 
 
 def main() -> int:
@@ -17,7 +37,9 @@ def main() -> int:
     for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed")]:
         logging.getLogger(name).setLevel(os.environ["LOGLEVEL"])
     try:
-        run(parse_args(sys.argv[1:]))
+        with tempfile.TemporaryDirectory(prefix="gigagpt-said-") as said:
+            os.environ[SAID_DIR] = said  # the workers inherit this process's environment
+            run(parse_args(sys.argv[1:]))
     except ChildFailedError as e:
         failures = sorted((f.local_rank, f.exitcode) for f in e.failures.values())
         code = next((c for _, c in failures if c > 0), None)

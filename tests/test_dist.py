@@ -128,3 +128,26 @@ print(json.dumps({"local": local, "full": full, "meta": all(p.device.type == "me
     assert abs(out["local"] - n / 1024) / (n / 1024) < 0.01  # padding only
     plan = memory_estimate(cfg, 1024, "fsdp")
     assert plan["weights"] == 4 * n // 1024 and plan["optimizer"] == 8 * n // 1024
+
+
+def test_a_refusal_of_every_rank_is_one_line(dataset, tmp_path):
+    """Both ranks refuse the device after torchrun has started them: the line shows once, status 2."""
+    if sys.platform == "darwin":
+        pytest.skip("the refusal here is --device mps on a machine without one")
+    proc = gigagpt("train", "tiny", "--set", f"data.dataset={dataset}", "--nproc", "2", "--device", "mps",
+                   "--run-dir", tmp_path / "x", check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines == ["gigagpt: error: --device mps: no Apple MPS device is available"], proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_refusal_of_one_rank_still_shows(tmp_path):
+    """Only rank 1 refuses (rank 0 plans and exits 0): its line shows, and its status is the job's."""
+    script = tmp_path / "ranks.py"
+    script.write_text("import os, sys\nfrom gigagpt.cli import main\n"
+                      "sys.exit(main(['plan', 'tiny' if os.environ['RANK'] == '0' else 'no-such-preset']))\n")
+    proc = subprocess.run([sys.executable, "-m", "gigagpt.torchrun", "--standalone", "--nproc-per-node=2", script],
+                          capture_output=True, text=True, timeout=240, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "no-such-preset" in lines[0], proc.stderr
+    assert "parameters" in proc.stdout.lower(), proc.stdout  # rank 0's plan
