@@ -11,7 +11,7 @@ from gigagpt.config import PRESETS_DIR, REPO, ConfigError, load_config, preset_n
 from gigagpt.settings import runs_root
 from gigagpt.store.files import RunError
 from gigagpt.store.meta import printable
-from gigagpt.torchrun import say_once
+from gigagpt.torchrun import launch_torchrun, leave_group, say_once
 
 
 def resolve_config(arg: str) -> Path:
@@ -40,15 +40,6 @@ def find_run(args) -> Path:
     from gigagpt.store.layout import find_run as find
 
     return find(roots_of(args), args.run)
-
-
-def launch_torchrun(nproc: int, argv: list[str]) -> int:
-    """`gigagpt ...` again, as `nproc` processes on this node (torchrun --standalone)."""
-    cmd = [sys.executable, "-m", "gigagpt.torchrun", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "gigagpt", *argv]
-    print(f"launching {nproc} processes: torchrun --standalone --nproc-per-node={nproc} -m gigagpt "
-          f"{' '.join(argv)}", flush=True)
-    os.execv(sys.executable, cmd)  # torchrun takes this pid: signals reach it, and it forwards them
 
 
 def passthrough(args) -> list[str]:
@@ -333,10 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         say_once("gigagpt: error: the current directory no longer exists; cd somewhere that does")
         return 2
     try:
-        return args.func(args)
+        return leave_group(args.func(args))
     except error_types() as e:
         say_once(f"gigagpt: error: {printable(str(e))}")  # one line, whatever a file held; once for all ranks
-        return 2
+        return leave_group(2)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `gigagpt runs list | head`: the reader left; say nothing more

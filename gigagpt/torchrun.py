@@ -29,6 +29,26 @@ def say_once(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """`gigagpt ...` again, as `nproc` processes on this node (torchrun --standalone)."""
+    cmd = [sys.executable, "-m", "gigagpt.torchrun", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "gigagpt", *argv]
+    print(f"launching {nproc} processes: torchrun --standalone --nproc-per-node={nproc} -m gigagpt "
+          f"{' '.join(argv)}", flush=True)
+    os.execv(sys.executable, cmd)  # torchrun takes this pid: signals reach it, and it forwards them
+
+
+def leave_group(code: int) -> int:
+    """A rank leaving with its process group still open (a refusal, a failed run) can die in torch's
+    C++ teardown and lose its exit status: flush and leave at once, the run's files already closed."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def main() -> int:
     os.environ.setdefault("LOGLEVEL", "CRITICAL")  # torch's elastic loggers take their level from it
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
