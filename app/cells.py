@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from gigagpt.listing import fmt_loss, fmt_step
@@ -15,6 +16,7 @@ from gigagpt.store.metrics import number as finite_number
 
 STATUS_STYLE = {"running": "bold green", "starting": "green", "completed": "cyan", "stopped": "yellow",
                 "failed": "bold red", "crashed": "bold red", "not started": "red", "damaged": "bold red"}
+QUEUE_STYLES = {"queued": "magenta", "cancelled": "dim"}
 
 
 def cell(value, style: str = "") -> Text:
@@ -24,6 +26,16 @@ def cell(value, style: str = "") -> Text:
 
 def status_cell(status: str) -> Text:
     return cell(status, STATUS_STYLE.get(status, ""))
+
+
+def run_status_cell(row: dict) -> Text:
+    """A run's status as every table shows it: a queued run with its place in its root's queue
+    (`queued #2`, from QueueWatch.annotate), a cancelled one dim."""
+    if row["status"] == "queued" and row.get("queue_position"):
+        return Text(f"queued #{row['queue_position']}", style=QUEUE_STYLES["queued"])
+    if row["status"] in QUEUE_STYLES:
+        return Text(row["status"], style=QUEUE_STYLES[row["status"]])
+    return status_cell(row["status"])
 
 
 def short(text: str, width: int) -> str:
@@ -87,6 +99,44 @@ def fit_all(names: list[str], width: int) -> list[str]:
     return labels
 
 
+PADDING = 2  # a DataTable column's padding: one cell each side
+MIN_CUT = 8  # a column cut to fit (fit_columns) is at least this wide
+
+
+def fit_columns(headers: dict[str, str], rows: list[dict], names: list[str], space: int, required: tuple,
+                optional: tuple, name_width: tuple[int, int], cut: tuple = ()) -> tuple[list[str], dict[str, int], list[str]]:
+    """A table laid out in `space` terminal cells with no horizontal scrolling: (its columns, in
+    the order of `headers`; each one's width; the names as the `name` column shows them, fit_all).
+    rows: each row's cells (Text) by column, the name's aside. The required columns always, the
+    name column name_width's (min, max) min wide (narrower only when the names are); then the
+    optional ones, most useful first, while they fit ("name" among them: the names widen to the
+    max there); a `cut` one that did not fit takes what is left, its cells cut with an ellipsis;
+    what is left then widens the names."""
+    widths = {k: max([cell_len(h)] + [row[k].cell_len for row in rows]) for k, h in headers.items() if k != "name"}
+    low, high = name_width
+    longest = min(max([len(n) for n in names] + [cell_len(headers["name"])]), high)
+    widths["name"] = min(longest, low)
+    used = sum(widths[k] + PADDING for k in {*required, "name"})
+    chosen = set(required) | {"name"}
+    for key in optional:
+        if key == "name":
+            grown = min(longest, widths["name"] + space - used)
+            used, widths["name"] = used + max(grown - widths["name"], 0), max(grown, widths["name"])
+        elif key not in chosen and used + widths[key] + PADDING <= space:
+            chosen.add(key)
+            used += widths[key] + PADDING
+    for key in cut:
+        left = space - used - PADDING
+        if key not in chosen and left >= max(cell_len(headers[key]), MIN_CUT):
+            chosen.add(key)
+            used, widths[key] = space, left
+            for row in rows:
+                row[key].truncate(left, overflow="ellipsis")
+    widths["name"] = max(min(longest, widths["name"] + space - used), widths["name"])
+    columns = [k for k in headers if k in chosen]
+    return columns, {k: widths[k] for k in columns}, fit_all(names, widths["name"])
+
+
 def started(row: dict) -> Text:
     return cell(time.strftime("%m-%d %H:%M", time.localtime(row["started"])) if row["started"] else "–")
 
@@ -97,7 +147,7 @@ def recent_cells(row: dict, label: str) -> tuple:
     name = cell(label)
     if row["key"] != row["id"]:
         name.append(f" ({printable(Path(row['root']).name)})", style="dim")
-    return (name, cell(row["preset"] or "–"), status_cell(row["status"]), cell(fmt_step(row)),
+    return (name, cell(row["preset"] or "–"), run_status_cell(row), cell(fmt_step(row)),
             cell(fmt_loss(row["loss"])), started(row))
 
 

@@ -16,9 +16,11 @@ from app import launch
 from app.follow import RunTail
 from app.messages import BrowseRuns, DevicesChanged, OpenRun, RefreshRuns, RunClosed, RunsChanged
 from app.tracker import RunTracker
-from gigagpt.settings import runs_root
+from gigagpt.config import ConfigError
+from gigagpt.settings import cache_dir, data_root, runs_root, settings_path
 from gigagpt.store.files import RunError
 from gigagpt.store.layout import find_run, root_problem, runs_roots
+from gigagpt.store.meta import printable
 
 
 class DashApp(App):
@@ -136,19 +138,22 @@ class DashApp(App):
 
     # -- the queue runner
 
-    def action_start_runner(self) -> None:
-        if self.tracker.queue.runner is not None:  # one holds the root: say so, start nothing
-            self.notify(self.tracker.queue.line(200), timeout=4)
+    def action_start_runner(self, root: str | None = None) -> None:
+        """ctrl+g: the runner of the runs root, or of `root` (the runs screen's: its cursor's run's)."""
+        root = str(root or self.runs_root)
+        if self.tracker.queue.runner(root) is not None:  # one holds the root: say so, start nothing
+            self.notify(self.tracker.queue.root_line(root), timeout=4)
             return
-        self.notify("starting the queue runner …", timeout=2)
-        self.start_runner()
+        where = "" if root == str(self.runs_root) else f" of {root}"
+        self.notify(f"starting the queue runner{where} …", timeout=2)
+        self.start_runner(Path(root))
 
     @work(thread=True, exit_on_error=False, group="runner")
-    def start_runner(self) -> None:
-        """`gigagpt queue run` for the runs root: the runner detaches (it outlives the dashboard)."""
+    def start_runner(self, root: Path) -> None:
+        """`gigagpt queue run` for a runs root: the runner detaches (it outlives the dashboard)."""
         from app import queue
 
-        ok, said = queue.cli(queue.runner_args(self.runs_root))
+        ok, said = queue.cli(queue.runner_args(root))
         self.call_from_thread(self.runner_started, ok, said)
 
     def runner_started(self, ok: bool, said: str) -> None:
@@ -199,7 +204,12 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--configs {d}: not a directory")
     if args.refresh <= 0:
         p.error("--refresh must be > 0")
-    root = Path(args.runs_root) if args.runs_root else runs_root()
+    try:  # a $GIGAGPT_* path that cannot be used (~nouser) is one line, before the screen is taken
+        root = Path(args.runs_root) if args.runs_root else runs_root()
+        data_root(), cache_dir(), settings_path()
+    except ConfigError as e:
+        print(f"gigagpt dash: error: {printable(str(e))}", file=sys.stderr)
+        return 2
     open_run = None
     if args.run is not None:  # a bad --run is one line and exit 2, before the screen is taken
         try:

@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rich.text import Text
-
 from app import launch
 from app.cells import short
 from app.launch import Preset
@@ -93,37 +91,31 @@ def check_sweep(preset: Preset, overrides: list[str], grid: list[str]) -> int:
     return len(combos)
 
 
-# ---------------------------------------------------------------------------- queue positions, the runner
-
-QUEUE_STYLES = {"queued": "magenta", "cancelled": "dim"}
-
-
-def queue_status_cell(row: dict) -> Text | None:
-    """The runs table's status cell of a queued run, `queued #2` (its place in its root's queue),
-    or of a cancelled one; None for the other statuses."""
-    if row["status"] == "queued" and row.get("queue_position"):
-        return Text(f"queued #{row['queue_position']}", style=QUEUE_STYLES["queued"])
-    if row["status"] in QUEUE_STYLES:
-        return Text(row["status"], style=QUEUE_STYLES[row["status"]])
-    return None
-
+# ---------------------------------------------------------------------------- queue positions, the runners
 
 class QueueWatch:
-    """The queue as the dashboard shows it, read from the app's poll thread: the runs root's
-    runner (store.queue.runner_state: a flock probe and a small JSON read, every tick) and each
-    queued run's position in its root (meta.json's queue_order, read again only when the file changes)."""
+    """The queue as the dashboard shows it, read from the app's poll thread: each runs root's
+    runner (store.queue.runner_state: a flock probe and a small JSON read, every tick; there is
+    one runner per root) and each queued run's position in its root (meta.json's queue_order,
+    read again only when the file changes)."""
 
-    def __init__(self, runs_root: Path):
-        self.runs_root = str(runs_root)
-        self.runner: dict | None = None  # runner_state(): None when no runner holds the root
-        self.queued = 0  # queued runs in the runs root, at the last listing
+    def __init__(self, runs_root: Path, roots: list[Path] = ()):
+        self.runs_root = str(runs_root)  # where the launch screen queues, and ctrl+g starts a runner
+        self.roots = list(dict.fromkeys([self.runs_root, *map(str, roots)]))  # as the rows' "root" says
+        self.runners: dict[str, dict | None] = {}  # root -> runner_state(): None when no runner holds it
+        self.queued: dict[str, int] = {}  # root -> its queued runs, at the last listing
         self._orders: dict[str, tuple] = {}  # run path -> (meta.json stamp, its order)
 
+    def runner(self, root: Path | str | None = None) -> dict | None:
+        """The runner state of a root (the runs root by default)."""
+        return self.runners.get(str(root or self.runs_root))
+
     def poll_runner(self) -> None:
-        try:
-            self.runner = runner_state(Path(self.runs_root))
-        except OSError:
-            self.runner = None
+        for root in self.roots:
+            try:
+                self.runners[root] = runner_state(Path(root))
+            except OSError:
+                self.runners[root] = None
 
     def _order(self, row: dict) -> tuple:
         """What store.queue.queued_runs sorts by: queue_order, else created; then the id (queued_runs
@@ -155,20 +147,41 @@ class QueueWatch:
                 row["queue_position"] = i
         paths = {row["path"] for queued in by_root.values() for row in queued}
         self._orders = {p: v for p, v in self._orders.items() if p in paths}
-        self.queued = len(by_root.get(self.runs_root, ()))
+        self.queued = {root: len(queued) for root, queued in by_root.items()}
 
-    def line(self, width: int = 80) -> str:
-        """The runner's state in one line (the header's subtitle, the runs table's border)."""
-        state, queued = self.runner, self.queued
+    def root_line(self, root: str, compact: bool = False) -> str:
+        """One root's runner in a few words; the runs root's says how to start one (ctrl+g).
+        compact: named by the root's folder, in fewer words (several roots in 80 columns)."""
+        state, queued = self.runners.get(root), self.queued.get(root, 0)
+        main = root == self.runs_root
+        if compact:
+            name = printable(Path(root).name)
+            running = [printable(str(r)) for r in (state or {}).get("running") or [] if isinstance(r, str)]
+            if state is None:
+                doing = "no runner"
+            elif running:
+                doing = f"running {short(running[0], 16)}" + (" …" if len(running) > 1 else "")
+            else:
+                doing = "runner idle" if state else "runner starting"
+            return f"{name}: {doing}" + (f" · {queued} queued" if queued else "")
+        who = "queue runner" if main else f"{printable(Path(root).name)}: runner"
         if state is None:
-            return "queue runner: not running" + (f" · {queued} queued · ^g starts it" if queued else "")
+            hint = " · ^g starts it" if main else ""
+            return f"{who}{':' if main else ''} not running" + (f" · {queued} queued{hint}" if queued else "")
         if not state:  # just started: no state file yet
-            return f"queue runner: starting · {queued} queued"
+            return f"{who}{':' if main else ''} starting · {queued} queued"
         running = [printable(str(r)) for r in state.get("running") or [] if isinstance(r, str)]
         slots = state.get("slots")
-        parts = [f"queue runner pid {state.get('pid', '?')}", f"{slots} slot{'s' if slots != 1 else ''}"]
         doing = "running " + ", ".join(short(r, 28) for r in running[:2]) + (" …" if len(running) > 2 else "") \
             if running else "idle"
-        parts += [doing, f"{queued} queued"]
-        text = " · ".join(parts)
+        return " · ".join([f"{who} pid {state.get('pid', '?')}", f"{slots} slot{'s' if slots != 1 else ''}",
+                           doing, f"{queued} queued"])
+
+    def line(self, width: int = 80) -> str:
+        """The runners' state in one line (the header's subtitle, the runs table's border): the runs
+        root's, then each other root's that has a runner or queued runs (compact when it is long)."""
+        others = [r for r in self.roots[1:] if self.runners.get(r) is not None or self.queued.get(r)]
+        text = " │ ".join(self.root_line(r) for r in [self.runs_root, *others])
+        if len(text) > width and others:
+            text = " │ ".join(self.root_line(r, compact=True) for r in [self.runs_root, *others])
         return short(text, width)

@@ -39,7 +39,7 @@ class RunTracker:
         self.alive: dict[str, bool] = {}  # runs started by this process: is the trainer alive?
         self._list_due = 0.0
         self._lock = threading.Lock()  # one refresh at a time
-        self.queue = QueueWatch(self.runs_root)  # the runner's state, queued runs' positions
+        self.queue = QueueWatch(self.runs_root, self.roots)  # each root's runner, queued runs' positions
 
     # -- keys
 

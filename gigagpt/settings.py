@@ -10,9 +10,18 @@ from gigagpt.config import REPO, ConfigError, check_value, from_dict, read_toml,
 
 
 def env_path(name: str) -> Path | None:
-    """An environment variable's path; unset and empty are the same (GIGAGPT_RUNS= is not `.`)."""
+    """An environment variable's path, `~` and `~user` expanded (a quoted "~/runs" reaches us as
+    is); unset and empty are the same (GIGAGPT_RUNS= is not `.`). ConfigError for a ~user that
+    does not exist (else it would be a directory named `~nouser` in the current one)."""
     value = os.environ.get(name, "")
-    return Path(value) if value else None
+    if not value:
+        return None
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # no such user, or no home directory for `~`
+        user = value.split("/")[0]
+        raise ConfigError(f"${name} = {show(value)}: cannot expand {user}: "
+                          f"{'no home directory' if user == '~' else 'no such user'}; use a full path") from None
 
 
 def data_root() -> Path:

@@ -1,14 +1,25 @@
 """The dashboard in small and big terminals (issue 16), read off the screen as drawn: the presets'
-fits column and a few recent runs at 80x24, nothing lost at 200x60; cut run names that never look
-alike in the compare legend; the Cerebras-only fields only for backend cerebras."""
+fits column and a few recent runs at 80x24, nothing lost at 200x60; the runs table and the sweep
+view whole in 80 columns (no sideways scrolling); cut run names that never look alike in the
+compare legend; queue positions on the launch screen; the runner of each runs root in the header;
+the Cerebras-only fields only for backend cerebras."""
+import json
+
 import pytest
+from conftest import gigagpt
 from test_dash_app import run, wait_for
-from test_dash_browse import synthetic_run
+from test_dash_browse import browser, go_to, open_browser, synthetic_run
+from test_dash_queue import roots, wait_until  # noqa: F401 - roots: a fixture (kills the runners it lists)
+from test_queue import sets
+from textual.notifications import Notify
 from textual.widgets import DataTable, Select
 
 from app.main import DashApp
 from app.screens.compare import CompareScreen
 from app.screens.home import HomeScreen
+from app.screens.runs import COLUMNS
+from app.screens.sweep import SweepScreen
+from gigagpt.store.queue import runner_state
 
 STAMPS = ["tiny-20261129-0930" + f"{s:02d}" for s in range(0, 48, 6)]  # 8 runs, named as the CLI does
 
@@ -100,4 +111,142 @@ def test_cerebras_fields_only_for_the_cerebras_backend(tmp_path):
             backend.value = "torch"
             await pilot.pause()
             assert not target.display and not offered()
+    run(go())
+
+
+SWEEP_ID = "tiny-sweep-20261130-101010"
+SWEPT = [(f"tiny-lr{lr:g}-sweep-20261130-1010{i}0", lr) for i, lr in enumerate((1e-3, 3e-3, 1e-2))]
+
+
+def sweep_runs(root):
+    """Three runs of one sweep with long names alike but at their ends (meta.json's sweep and tag as
+    `gigagpt sweep` writes them), each with an eval: the best val loss is lr 0.01's, 2.9000."""
+    for i, (name, lr) in enumerate(SWEPT):
+        run_dir = synthetic_run(root, name, loss=3.0 - i / 10, created=1_700_000_100 + i,
+                                tags=[f"sweep:{SWEEP_ID}"], sweep={"id": SWEEP_ID, "values": {"train.lr": lr}})
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"kind": "eval", "step": 3, "val_loss": 3.1 - i / 10, "time": 1_700_000_200}) + "\n")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_runs_table_shows_name_status_step_and_best_val_without_scrolling(tmp_path, size):
+    root = tmp_path / "runs"
+    for i, name in enumerate(STAMPS):
+        synthetic_run(root, name, created=1_700_000_000 + i)
+    sweep_runs(root)
+
+    async def go():
+        app = browser(root)
+        async with app.run_test(size=size) as pilot:
+            runs = await open_browser(app, pilot)
+            table = runs.query_one("#runs-table", DataTable)
+            await pilot.pause()
+            lines = shown(app, table)
+            assert ["run", "status", "step"] == [w for w in lines[0].split() if w in ("run", "status", "step")]
+            assert "best val" in lines[0] and table.max_scroll_x == 0, lines[0]
+            for name, _ in SWEPT:
+                row = next(r for r in runs.shown if r["id"] == name)
+                label = runs.labels[name]
+                line = next(line for line in lines if f" {label} " in line)  # its row, as drawn
+                assert "completed" in line and "3/3" in line and f"{row['best_val']:.4f}" in line, line
+                if size[0] == 80:  # cut in the middle: the start and the end, where these differ
+                    assert "…" in label and label.startswith("tiny-lr") and label.endswith(name[-6:]), label
+                else:
+                    assert label == name
+            assert len(set(runs.labels.values())) == len(runs.labels)
+            if size[0] == 160:
+                assert set(runs.columns) == set(COLUMNS) - {"root"}  # every column: one root
+            else:
+                assert "duration" not in runs.columns
+                await pilot.press("o")  # sorted by the next column: duration, shown now
+                await pilot.pause()
+                assert runs.sort_key == "duration" and "duration" in runs.columns and "best_val" in runs.columns
+                assert table.max_scroll_x == 0 and "duration ▲" in shown(app, table)[0]
+    run(go())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_sweep_view_header_and_table_whole_in_the_width(tmp_path, size):
+    root = tmp_path / "runs"
+    sweep_runs(root)
+
+    async def go():
+        app = browser(root)
+        async with app.run_test(size=size) as pilot:
+            runs = await open_browser(app, pilot)
+            await go_to(pilot, runs, SWEPT[0][0])
+            await pilot.press("w")
+            await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen) and len(app.screen.members) == 3,
+                           "the sweep view")
+            view = app.screen
+            await pilot.pause()
+            header = screen_lines(app)[0].rstrip()
+            assert header.startswith(" sweep  ★ best: tiny-") and not header.endswith("…"), header
+            assert " 2.9000 · 3 runs: 3 completed" in header, header
+            if size[0] == 160:
+                assert f"best: {SWEPT[2][0]} (lr=0.01) · best val loss 2.9000" in header
+                assert header.endswith(f" · {SWEEP_ID}"), header
+            table = view.query_one("#sweep-table", DataTable)
+            lines = shown(app, table)
+            assert "best val" in lines[0] and table.max_scroll_x == 0, lines
+            best = next(line for line in lines if "★" in line).split()
+            assert best[2:4] == ["0.01", "completed"] and best[5] == "2.9000", best  # ★, run, lr, ..., best val
+    run(go())
+
+
+def test_recent_runs_show_queue_positions(tmp_path, dataset):
+    root = tmp_path / "runs"
+    for name in ("first", "second"):
+        gigagpt("queue", "add", "tiny", *sets(dataset), "--name", name, "--runs-root", root)
+    second = next(p for p in root.iterdir() if p.name.startswith("second"))
+    gigagpt("queue", "move", second, "1", "--runs-root", root)
+
+    async def go():
+        app = DashApp(root, probe=False, refresh=0.2)
+        async with app.run_test(size=(80, 24)) as pilot:
+            runs = app.screen.query_one("#runs", DataTable)
+            await wait_for(pilot, lambda: runs.row_count == 2, "the recent runs")
+            await pilot.pause()
+            lines = shown(app, runs)
+            assert "queued #1" in next(line for line in lines if "second-" in line)
+            assert "queued #2" in next(line for line in lines if "first-" in line)
+    run(go())
+
+
+def test_the_runner_of_each_runs_root(tmp_path, dataset, roots, monkeypatch):  # noqa: F811 - roots
+    """The header and the runs table's border say each root's runner (the runs root's always,
+    another's when it has a runner or queued runs); ctrl+g in the runs screen is for the root of
+    the run under the cursor."""
+    main, other = tmp_path / "main", tmp_path / "other"
+    gigagpt("queue", "add", "tiny", *sets(dataset), "--name", "waiting", "--runs-root", main)
+    synthetic_run(other, "there")
+    settings = tmp_path / "gigagpt.toml"
+    settings.write_text(f'[runs]\nroots = ["{other}"]\n')
+    monkeypatch.setenv("GIGAGPT_SETTINGS", str(settings))
+    roots += [main, other]
+    gigagpt("queue", "run", "--follow", "--runs-root", other)  # detached; idle: nothing is queued there
+    wait_until(lambda: (runner_state(other) or {}).get("pid"), "the other root's runner", timeout=60)
+    pid = runner_state(other)["pid"]
+    notes = []
+
+    def hook(message):
+        if isinstance(message, Notify):
+            notes.append(str(message.notification.message))
+
+    async def go():
+        app = browser(main)
+        async with app.run_test(size=(160, 48), message_hook=hook) as pilot:
+            runs = await open_browser(app, pilot)
+            table = runs.query_one("#runs-table", DataTable)
+            mine = f"queue runner: not running · 1 queued · ^g starts it │ other: runner pid {pid} · 1 slot · idle"
+            await wait_for(pilot, lambda: str(table.border_subtitle).startswith(mine), "both roots' runners")
+            assert f"other: runner pid {pid}" in app.sub_title
+            await go_to(pilot, runs, "there")
+            await pilot.press("ctrl+g")  # that root's runner runs already: said, nothing started
+            await wait_for(pilot, lambda: any(n.startswith(f"other: runner pid {pid}") for n in notes), "the answer")
+            await pilot.pause(0.5)
+            assert runner_state(main) is None and not any("starting the queue runner" in n for n in notes)
+            await pilot.resize_terminal(80, 24)  # fewer words for each root
+            await wait_for(pilot, lambda: str(table.border_subtitle) ==
+                           "main: no runner · 1 queued │ other: runner idle", "the short form")
     run(go())

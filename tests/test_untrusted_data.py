@@ -91,3 +91,27 @@ def test_settings_and_sizes_from_the_review_are_one_line(tmp_path, dataset):
         proc = train(dataset, "--set", f"{key}={value}", "--runs-root", tmp_path / "runs")
         assert proc.returncode == 2 and key in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_tilde_in_an_environment_path(tmp_path, dataset):
+    """`~` in $GIGAGPT_RUNS is the home directory (a quoted "~/runs" reaches us as is); a ~user that
+    does not exist is one line naming the variable and its value, exit 2, nothing created (no
+    directory named `~no-such-user...`): in the CLI and in the dashboard, before it takes the screen."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "GIGAGPT_RUNS": "~/myruns"}
+    proc = gigagpt("env", cwd=tmp_path, env=env)
+    assert f"runs root          {home / 'myruns'} ($GIGAGPT_RUNS)" in proc.stdout
+    gigagpt("queue", "add", "tiny", "--set", f"data.dataset={dataset}", "--name", "q", cwd=tmp_path, env=env)
+    assert [p.name.split("-")[0] for p in (home / "myruns").iterdir() if not p.name.startswith(".")] == ["q"]
+    bad = "~no-such-user-gigagpt/runs"
+    said = f"$GIGAGPT_RUNS = '{bad}': cannot expand ~no-such-user-gigagpt: no such user; use a full path"
+    for args in (("runs", "list"), ("queue", "add", "tiny", "--set", f"data.dataset={dataset}"), ("dash",)):
+        proc = gigagpt(*args, cwd=tmp_path, env={**env, "GIGAGPT_RUNS": bad}, check=False, timeout=60)
+        assert proc.returncode == 2, (args, proc.stderr)
+        (line,) = proc.stderr.strip().splitlines()
+        prefix = "gigagpt dash: error: " if args == ("dash",) else "gigagpt: error: "
+        assert line == prefix + said, (args, line)
+    proc = gigagpt("dash", cwd=tmp_path, env={**env, "GIGAGPT_DATA": "~no-such-user-gigagpt"}, check=False, timeout=60)
+    assert proc.returncode == 2 and "$GIGAGPT_DATA = '~no-such-user-gigagpt'" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]

@@ -105,11 +105,18 @@ class RunsQueueKeys:
         Binding("right_square_bracket,shift+down", "queue_move(1)", "Queued run: start later", show=False),
         Binding("x", "queue_cancel", "Cancel queued runs", show=False),
         Binding("w", "sweep_view", "Sweep"),
+        Binding("ctrl+g", "start_runner", "Start the queue runner", show=False),
     ]
     HELP = ("Queued runs start in the order of their number (queued #1 first); cancelled\n"
             "ones never start. w on a run of a sweep shows the sweep: its runs' curves and\n"
-            "val losses against the swept values, the best run marked.")
+            "val losses against the swept values, the best run marked. Each runs root has\n"
+            "its own queue and runner: ctrl+g starts the one of the root of the run under\n"
+            "the cursor (the border below says each root's runner).")
     queue_busy = False
+
+    def action_start_runner(self) -> None:
+        row = self.current()
+        self.app.action_start_runner(row["root"] if row else None)
 
     def action_queue_move(self, delta: int) -> None:
         row = self.one_target("move")

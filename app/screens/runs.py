@@ -15,9 +15,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from app.cells import cell, fit_all, started, status_cell
+from app.cells import cell, fit_columns, run_status_cell, started
 from app.messages import OpenRun, RunsChanged
-from app.queue import queue_status_cell
 from app.screens.queue_actions import RunsQueueKeys
 from app.screens.run_actions import RunActions
 from gigagpt.listing import fmt_duration, fmt_loss, fmt_step, fmt_time, human_count, matches, note, sort_rows
@@ -27,16 +26,17 @@ from gigagpt.store.summary import STATUSES
 
 STATUS_FILTERS = ("all", *STATUSES)
 MAX_COMPARE = 8
-NAME_WIDTH = 28
+NAME_WIDTH = (20, 40)  # the names' column: cut to no fewer (cut in the middle) and no more characters
 
-# column key -> (header, the summary key it sorts by, its cell). Wide terminals show them all;
-# narrow ones drop the ones in NARROW_HIDDEN (the detail line under the table still shows them).
+# column key -> (header, the summary key it sorts by, its cell). Wide terminals show them all; a
+# narrow one shows REQUIRED and the sort column, then the others in OPTIONAL's order while they fit
+# (at "name" the names widen; the detail line under the table shows the rest of the run).
 COLUMNS = {
     "mark": (" ", None, None),
     "name": ("run", "name", None),  # the names shown, cut together (fit_all): never two alike
     "root": ("root", "root", lambda r: cell(Path(r["root"]).name)),  # shown with more than one runs root
     "preset": ("preset", "preset", lambda r: cell(r["preset"] or "–")),
-    "status": ("status", "status", lambda r: queue_status_cell(r) or status_cell(r["status"])),  # queued #2
+    "status": ("status", "status", run_status_cell),  # queued #2
     "step": ("step", "step", lambda r: cell(fmt_step(r))),
     "tokens": ("tokens", "tokens", lambda r: cell(human_count(r["tokens"]))),
     "loss": ("loss", "loss", lambda r: cell(fmt_loss(r["loss"]))),
@@ -49,8 +49,9 @@ COLUMNS = {
     "tags": ("tags", None, lambda r: cell(",".join(r["tags"]))),
 }
 SORTABLE = [k for k, (_, key, _) in COLUMNS.items() if key]
-NARROW_HIDDEN = ("device", "duration", "tags")
-WIDE = 130  # terminal columns from which every column fits
+REQUIRED = ("mark", "name", "status", "step", "best_val")
+OPTIONAL = ("root", "loss", "preset", "val_loss", "tokens", "tok_s", "duration", "device", "name", "tags", "started")
+SCREEN_ROWS = 7  # the screen's rows besides the table's: filter bar, borders, header, detail, footer
 
 
 class RunsScreen(RunActions, RunsQueueKeys, Screen):
@@ -82,7 +83,7 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
         self.selected: set[str] = set()
         self.status_filter = "all"
         self.sort_key, self.sort_reverse = "started", True
-        self.columns: tuple[str, ...] = ()
+        self.columns: list[str] = []
         self.table_layout = None
         self.loaded = False
         self.labels: dict[str, str] = {}  # run key -> its name as the table shows it
@@ -121,11 +122,24 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
     def many_roots(self) -> bool:
         return len(self.app.runs_roots) > 1
 
-    def visible_columns(self) -> tuple[str, ...]:
-        columns = [k for k in COLUMNS if k != "root" or self.many_roots()]
-        if self.size.width >= WIDE:
-            return tuple(columns)
-        return tuple(k for k in columns if k not in NARROW_HIDDEN)
+    def table_space(self, rows: int) -> int:
+        """The table's width inside its border, less the vertical scrollbar when rows overflow."""
+        table = self.query_one("#runs-table", DataTable)
+        bar = table.styles.scrollbar_size_vertical if rows > self.size.height - SCREEN_ROWS else 0
+        return self.size.width - 2 - bar
+
+    def lay_out(self, shown: list[dict]) -> tuple[list[str], dict[str, int], list[list]]:
+        """The columns that fit the terminal (cells.fit_columns), their widths, each row's cells."""
+        keys = [k for k in COLUMNS if k != "root" or self.many_roots()]
+        every = [{k: self.cell(k, r) for k in keys if k != "name"} for r in shown]
+        columns, widths, labels = fit_columns(
+            {k: self.header(k) for k in keys}, every, [printable(r["name"]) for r in shown],
+            self.table_space(len(shown)), (*REQUIRED, self.sort_key), [k for k in OPTIONAL if k in keys], NAME_WIDTH,
+            cut=("tags",))
+        self.labels = dict(zip([r["key"] for r in shown], labels))
+        names = [cell(label, "bold red" if r["problem"] else "") for label, r in zip(labels, shown)]
+        return columns, widths, [[name if k == "name" else cells[k] for k in columns]
+                                 for name, cells in zip(names, every)]
 
     def sortable(self) -> list[str]:
         return [k for k in SORTABLE if k != "root" or self.many_roots()]
@@ -138,23 +152,22 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
         shown = [r for r in self.rows if matches(r, text, statuses)]
         shown = sort_rows(shown, COLUMNS[self.sort_key][1], self.sort_reverse)
         current = self.current_id()
-        columns = self.visible_columns()
-        layout = (columns, self.sort_key, self.sort_reverse)  # headers carry the sort arrow
+        columns, widths, rows = self.lay_out(shown)
+        layout = (columns, widths, self.sort_key, self.sort_reverse)  # headers carry the sort arrow
         rebuild = layout != self.table_layout
         if rebuild:
             table.clear(columns=True)
             for key in columns:
-                table.add_column(self.header(key), key=key)
+                table.add_column(self.header(key), key=key, width=widths[key])
             self.columns, self.table_layout = columns, layout
         ids = [r["key"] for r in shown]
-        self.labels = dict(zip(ids, fit_all([printable(r["name"]) for r in shown], NAME_WIDTH)))
         if rebuild or ids != [r["key"] for r in self.shown] or table.row_count != len(ids):
             table.clear()
-            for row in shown:
-                table.add_row(*self.cells(row), key=row["key"])
+            for row, cells in zip(shown, rows):
+                table.add_row(*cells, key=row["key"])
         else:
-            for row in shown:
-                for key, value in zip(columns, self.cells(row)):
+            for row, cells in zip(shown, rows):
+                for key, value in zip(columns, cells):
                     table.update_cell(row["key"], key, value)
         self.shown = shown
         if current in ids:
@@ -168,16 +181,10 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
             label += " ▼" if self.sort_reverse else " ▲"
         return label
 
-    def cells(self, row: dict) -> list:
-        out = []
-        for key in self.columns:
-            if key == "mark":
-                out.append(Text("✓", style="bold green") if row["key"] in self.selected else Text(" "))
-            elif key == "name":
-                out.append(cell(self.labels[row["key"]], "bold red" if row["problem"] else ""))
-            else:
-                out.append(COLUMNS[key][2](row))
-        return out
+    def cell(self, key: str, row: dict) -> Text:
+        if key == "mark":
+            return Text("✓", style="bold green") if row["key"] in self.selected else Text(" ")
+        return COLUMNS[key][2](row)
 
     def show_state(self) -> None:
         n, total = len(self.shown), len(self.rows)

@@ -19,9 +19,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from app.cells import cell, short, status_cell
+from app.cells import cell, fit, fit_columns, run_status_cell
 from app.messages import OpenRun, RunsChanged
-from app.queue import queue_status_cell
 from app.sweep_chart import BEST_MARKER, SweepChart, fmt_value, short_key, sort_value, sweep_plot, value_label
 from app.widgets import RUN_COLORS, SHOW_CURVES, ChartKeys, ChartView, CompareChart
 from gigagpt.listing import fmt_loss, fmt_step
@@ -30,7 +29,9 @@ from gigagpt.store.meta import printable, read_meta
 
 METRICS = {"best_val": "best val loss", "val_loss": "final val loss"}
 RUNNING_RELOAD_SECONDS = 3.0  # a running run's curves are read again at most this often
-NAME_WIDTH = 26
+NAME_WIDTH = (16, 36)  # the run column: its names cut in the middle to no fewer, no more characters
+MIN_NAME = 10  # the header's best run name: cut to no fewer characters
+TABLE_SHARE = 0.4  # the table's max-height: of the screen's rows
 
 
 class SweepScreen(ChartKeys, Screen):
@@ -67,7 +68,8 @@ class SweepScreen(ChartKeys, Screen):
         self.loading = False
         self.best: str | None = None  # the best run's key
         self.losses: dict[str, float | None] = {}  # run key -> the plotted loss
-        self.columns: tuple = ()
+        self.columns: list[str] = []  # the table's, as laid out for the width
+        self.table_layout = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="sweep-header")
@@ -86,6 +88,10 @@ class SweepScreen(ChartKeys, Screen):
 
     def on_runs_changed(self, message: RunsChanged) -> None:
         self.reload()
+
+    def on_resize(self) -> None:
+        self.fill_table()
+        self.show_header()
 
     # -- the sweep's runs
 
@@ -133,43 +139,64 @@ class SweepScreen(ChartKeys, Screen):
         return value_label(self.values[row["key"]], self.keys)
 
     def fill_table(self) -> None:
+        """The sweep's runs, laid out to the width (cells.fit_columns): the swept values and the
+        plotted val loss always; the other val loss and the train loss while they fit."""
         table = self.query_one("#sweep-table", DataTable)
-        columns = ("best", "run", *self.keys, "status", "step", "best_val", "val_loss", "loss")
-        if columns != self.columns:
+        headers = {"best": " ", "name": "run", **{k: short_key(k) for k in self.keys}, "status": "status",
+                   "step": "step", "best_val": "best val", "val_loss": "val", "loss": "loss"}
+        every = []
+        for row in self.members:
+            style = "bold" if row["key"] == self.best else ""
+            every.append({"best": Text(BEST_MARKER, style="bold red") if style else Text(" "),
+                          **{k: cell(fmt_value(self.values[row["key"]].get(k)), style) for k in self.keys},
+                          "status": run_status_cell(row), "step": cell(fmt_step(row)),
+                          **{k: cell(fmt_loss(row[k]), style) for k in ("best_val", "val_loss", "loss")}})
+        bar = table.styles.scrollbar_size_vertical if len(every) > int(self.size.height * TABLE_SHARE) - 3 else 0
+        other = "val_loss" if self.metric == "best_val" else "best_val"
+        columns, widths, labels = fit_columns(headers, every, [printable(r["name"]) for r in self.members],
+                                              self.size.width - 2 - bar, ("best", "name", *self.keys, "status",
+                                                                          "step", self.metric), (other, "name", "loss"),
+                                              NAME_WIDTH)
+        if (columns, widths) != self.table_layout:
             table.clear(columns=True)
-            headers = {"best": " ", "best_val": "best val", "val_loss": "val", "loss": "loss"}
             for c in columns:
-                table.add_column(headers.get(c, short_key(c)), key=c)
-            self.columns = columns
+                table.add_column(headers[c], key=c, width=widths[c])
+            self.columns, self.table_layout = columns, (columns, widths)
         current = table.cursor_row
         table.clear()
-        for i, row in enumerate(self.members):
-            best = row["key"] == self.best
-            style = "bold" if best else ""
-            color = RUN_COLORS[i % len(RUN_COLORS)][1]
-            cells = [Text(BEST_MARKER, style="bold red") if best else Text(" "),
-                     cell(short(printable(row["name"]), NAME_WIDTH), f"{color} {style}".strip()),
-                     *[cell(fmt_value(self.values[row["key"]].get(k)), style) for k in self.keys],
-                     queue_status_cell(row) or status_cell(row["status"]), cell(fmt_step(row)),
-                     *[cell(fmt_loss(row[k]), style) for k in ("best_val", "val_loss", "loss")]]
-            table.add_row(*cells, key=row["key"])
+        for i, (row, cells, label) in enumerate(zip(self.members, every, labels)):
+            style = f"{RUN_COLORS[i % len(RUN_COLORS)][1]} {'bold' if row['key'] == self.best else ''}"
+            cells["name"] = cell(label, style.strip())
+            table.add_row(*[cells[c] for c in columns], key=row["key"])
         if self.members:
             table.move_cursor(row=min(max(current, 0), len(self.members) - 1))
 
     def show_header(self) -> None:
+        """` sweep  ★ best: NAME (lr=0.01) · best val loss 2.81 · 3 runs: 3 completed · ID` in one
+        line: the best run's loss whole at any width; its name cut in the middle to what is left
+        (at least MIN_NAME; `best val` when even that leaves no room), the counts, the sweep id
+        when there is room."""
         counts: dict[str, int] = {}
         for r in self.members:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         done = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no runs found"
-        parts = [Text(" sweep ", style="bold reverse"), Text(" ")]
+        tail, sweep_id = f" · {len(self.members)} runs: {done}", f" · {printable(self.sweep_id)}"
+        room = self.size.width - len(" sweep  ")
         best = next((r for r in self.members if r["key"] == self.best), None)
         if best is None:
-            parts.append(Text("no loss yet", style="dim"))
-        else:  # first: at 80 columns the rest may be cut
+            lead = "no loss yet"
+        else:  # what it is first: at 80 columns the rest is cut
             name, values = printable(best["name"]), self.label(best)
-            parts.append(Text(f"{BEST_MARKER} best: {name}{'' if values in name else f' ({values})'} · "
-                              f"{self.metric_name()[1]} {fmt_loss(self.losses[best['key']])}", style="bold"))
-        parts.append(Text(f" · {len(self.members)} runs: {done} · {printable(self.sweep_id)}", style="dim"))
+            prefix, full = f"{BEST_MARKER} best: ", self.metric_name()[1]
+            for what in (full, full.removesuffix(" loss")):  # `best val` when `best val loss` leaves no room
+                suffix = f"{'' if values in name else f' ({values})'} · {what} {fmt_loss(self.losses[best['key']])}"
+                if len(prefix) + min(MIN_NAME, len(name)) + len(suffix) + len(tail) <= room:
+                    break
+            lead = prefix + fit(name, max(MIN_NAME, room - len(prefix) - len(suffix) - len(tail))) + suffix
+        room -= len(lead)
+        parts = [Text(" sweep ", style="bold reverse"), Text(" "),
+                 Text(lead, style="dim" if best is None else "bold"),
+                 Text(tail + (sweep_id if len(tail) + len(sweep_id) <= room else ""), style="dim")]
         self.query_one("#sweep-header", Static).update(Text.assemble(*parts, no_wrap=True, overflow="ellipsis"))
 
     # -- curves
