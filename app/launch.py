@@ -126,7 +126,7 @@ def check_csx(preset: Preset, overrides: list[str]) -> tuple[bool, str]:
 
 def datasets() -> list[str]:
     """Prepared datasets under the data root (what `gigagpt data list` shows)."""
-    from gigagpt.prepare import dataset_names  # numpy + the tokenizer module: only when asked
+    from gigagpt.dataset import dataset_names
 
     return [n for n in dataset_names() if (data_root() / n / "train.bin").is_file()]
 

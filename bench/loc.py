@@ -15,7 +15,8 @@ SCALE = ["gigagpt/device.py", "gigagpt/dist.py", "gigagpt/torchrun.py", "gigagpt
          "gigagpt/settings.py", "gigagpt/dataset.py"]
 TOOLS = ["gigagpt/cerebras.py", "gigagpt/cerebras_sdk.py", "gigagpt/cerebras_launch.py", "gigagpt/plan.py", "gigagpt/cli.py",
          "gigagpt/runs_cli.py", "gigagpt/queue_cli.py", "gigagpt/runner.py", "gigagpt/sample.py", "gigagpt/listing.py",
-         "gigagpt/prepare.py", "gigagpt/tokenizer.py", "gigagpt/sdist.py"]
+         "gigagpt/data_cli.py", "gigagpt/corpus.py", "gigagpt/encode_workers.py", "gigagpt/prepare.py",
+         "gigagpt/tokenizer.py", "gigagpt/sdist.py"]
 HF = ["gigagpt/hf.py", "gigagpt/hf_source.py", "gigagpt/hf_export.py"]
 
 

