@@ -35,6 +35,7 @@ class ModelConfig:
     attention: str = "sdpa"  # "sdpa" (fused kernel) or "math" (masked softmax, for compilers)
     gelu: str = "exact"  # "exact" (erf, as gigaGPT and nanoGPT) or "tanh" (OpenAI GPT-2's: its weights need it)
     init_from: str = ""  # "" random init; Hugging Face weights: gpt2, gpt2-medium, gpt2-large, gpt2-xl or a directory
+    pad_vocab_to: int = 0  # embedding / LM head rows rounded up to a multiple (64: 50257 -> 50304, GPU kernels); 0 off
 
 
 @dataclass
@@ -96,11 +97,7 @@ SECTIONS = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig, "cer
 CHOICES = {("model", "attention"): ("sdpa", "math"), ("train", "dtype"): ("bfloat16", "float32"),
            ("train", "parallel"): ("auto", "ddp", "fsdp"), ("train", "backend"): ("torch", "cerebras"),
            ("cerebras", "target"): ("CSX", "CPU"), ("model", "gelu"): ("exact", "tanh")}
-
-
-def _type_name(t) -> str:
-    return {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
-            list: "a list of strings"}[t]
+TYPE_NAMES = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string", list: "a list of strings"}
 
 
 def show(value) -> str:
@@ -118,6 +115,7 @@ RULES = {
     "model.n_embd": (lambda v: 1 <= v <= 65536, "must be in [1, 65536]"),
     "model.block_size": (lambda v: 1 <= v <= 1 << 20, "must be in [1, 1048576]"),
     "model.vocab_size": (lambda v: 1 <= v <= 1 << 20, "must be in [1, 1048576]"),
+    "model.pad_vocab_to": (lambda v: 0 <= v <= 65536, "must be in [0, 65536] (0 or 1: no padding)"),
     "model.dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "model.init_std": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
     "train.lr": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
@@ -138,16 +136,8 @@ RULES = {
 }
 PATH_KEYS = ("data.dataset", "cerebras.credentials_path", "cerebras.cluster_config", "cerebras.mount_dirs",
              "cerebras.python_paths", "model.init_from")
+OPTIONAL_PATHS = ("cerebras.credentials_path", "cerebras.cluster_config", "model.init_from")  # "" means none
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _path_problem(value: str, may_be_empty: bool) -> str | None:
-    """Why a path cannot name a file on any system we run on, or None."""
-    if not value:
-        return None if may_be_empty else "must not be empty"
-    if len(os.fsencode(value)) > 4096 or any(len(os.fsencode(p)) > 255 for p in value.split("/")):
-        return "is too long for a path (4096 bytes, 255 a name)"
-    return None
 
 
 def check_value(where: str, dotted: str, value, t):
@@ -161,12 +151,14 @@ def check_value(where: str, dotted: str, value, t):
         or (t is list and isinstance(value, list) and all(isinstance(v, str) for v in value))
     )
     if not ok:
-        raise ConfigError(f"{where}: {dotted} = {show(value)}: must be {_type_name(t)}")
+        raise ConfigError(f"{where}: {dotted} = {show(value)}: must be {TYPE_NAMES[t]}")
     value = float(value) if t is float else value
     for text in value if t is list else [value] if t is str else []:
         problem = "must be one line of printable text" if CONTROL.search(text) else None
-        if dotted in PATH_KEYS:
-            problem = problem or _path_problem(text, dotted.endswith(("credentials_path", "cluster_config", "init_from")))
+        if dotted in PATH_KEYS and not text and dotted not in OPTIONAL_PATHS:
+            problem = "must not be empty"
+        elif dotted in PATH_KEYS and (len(os.fsencode(text)) > 4096 or any(len(os.fsencode(p)) > 255 for p in text.split("/"))):
+            problem = problem or "is too long for a path (4096 bytes, 255 a name)"  # on any system we run on
         if problem:
             raise ConfigError(f"{where}: {dotted} = {show(value)}: {problem}")
     test, allowed = RULES.get(dotted, (None, None))
@@ -230,15 +222,12 @@ def parse_override(text: str, source: str = "--set") -> tuple[str, str, object]:
     elif t is list and value is raw:
         value = [v.strip() for v in raw.split(",") if v.strip()]
     elif value is raw and raw:
-        raise ConfigError(f"{source}: {dotted} = {show(raw)}: must be {_type_name(t)}")
+        raise ConfigError(f"{source}: {dotted} = {show(raw)}: must be {TYPE_NAMES[t]}")
     return section, key, check_value(source, dotted, value, t)
 
 
 def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") -> Config:
-    cfg = dataclasses.replace(
-        cfg, model=dataclasses.replace(cfg.model), train=dataclasses.replace(cfg.train),
-        data=dataclasses.replace(cfg.data), cerebras=dataclasses.replace(cfg.cerebras),
-    )
+    cfg = dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s)) for s in SECTIONS})  # the caller's is left alone
     for text in overrides or []:
         section, key, value = parse_override(text, source)
         setattr(getattr(cfg, section), key, value)
@@ -303,7 +292,7 @@ MAX_PARAMS = 10**13  # 57x GPT-3: past this the planner's figures (and any machi
 def validate(cfg: Config, source: str = "<config>", check_data: bool = True) -> None:
     """Every key's type and range (a Config can be built in code, or from a checkpoint's dict),
     then the rules between keys, then (check_data) the dataset."""
-    from gigagpt.plan import param_count  # pure arithmetic; plan imports this module
+    from gigagpt.plan import padded_vocab, param_count  # pure arithmetic; plan imports this module
 
     for section, cls in SECTIONS.items():
         for key, t in _field_types(cls).items():
@@ -315,6 +304,8 @@ def validate(cfg: Config, source: str = "<config>", check_data: bool = True) -> 
 
     if m.n_embd % m.n_head:
         bad("model.n_embd", m.n_embd, f"must be divisible by model.n_head = {m.n_head}")
+    if padded_vocab(m) > 1 << 20:
+        bad("model.pad_vocab_to", m.pad_vocab_to, f"rounds vocab_size {m.vocab_size} up to {padded_vocab(m)}; at most 1048576")
     if param_count(m) > MAX_PARAMS:
         bad("model.n_layer", m.n_layer, f"with n_embd = {m.n_embd}, vocab_size = {m.vocab_size} and block_size = "
             f"{m.block_size} makes {param_count(m):.2e} parameters; at most {MAX_PARAMS:.0e}")
@@ -338,12 +329,10 @@ def validate(cfg: Config, source: str = "<config>", check_data: bool = True) -> 
         info = dataset_info(cfg.data.dataset, source)
         for split in ("train", "val"):
             if info["tokens"][split] <= m.block_size:
-                bad("model.block_size", m.block_size,
-                    f"must be smaller than the {split} split of dataset {info['path']} "
+                bad("model.block_size", m.block_size, f"must be smaller than the {split} split of dataset {info['path']} "
                     f"({info['tokens'][split]} tokens)")
         if info["vocab_size"] > m.vocab_size:
-            bad("model.vocab_size", m.vocab_size,
-                f"must be >= the dataset's vocabulary ({info['vocab_size']}, {info['path']})")
+            bad("model.vocab_size", m.vocab_size, f"must be >= the dataset's vocabulary ({info['vocab_size']}, {info['path']})")
 
 
 def to_dict(cfg: Config) -> dict:
@@ -351,8 +340,7 @@ def to_dict(cfg: Config) -> dict:
 
 
 def to_toml(cfg: Config) -> str:
-    """The fully resolved config as TOML (config.toml), written by tomli-w: a kept library's
-    quoting and escaping instead of our own."""
+    """The fully resolved config as TOML (config.toml), by tomli-w: a kept library's quoting and escaping."""
     try:
         import tomli_w  # here, not at the top: the dashboard and the CLI never write a config
     except ImportError:

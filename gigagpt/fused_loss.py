@@ -12,10 +12,13 @@ import torch
 from gigagpt.plan import loss_chunk_rows
 
 
-def chunk_loss(h, w, y):
+def chunk_loss(h, w, y, vocab):
     """Summed cross-entropy of logits h @ w.T against y, and its gradient with respect to those
-    logits (softmax minus one-hot), in h's dtype."""
+    logits (softmax minus one-hot), in h's dtype. Columns from vocab on (w's padded rows) get -inf:
+    no probability and no gradient, as if w had only vocab rows."""
     x = h @ w.t()
+    if vocab < x.size(1):
+        x[:, vocab:] = float("-inf")
     yc = y[:, None]
     p = torch.softmax(x, dim=1)
     # The largest probability is exp(0) / sum: log-sum-exp = max - log(its probability).
@@ -40,7 +43,7 @@ class LinearCrossEntropy(torch.autograd.Function):
     """mean_i CE(h_i @ W.T, y_i) and its gradients, chunk by chunk (see the module's doc)."""
 
     @staticmethod
-    def forward(ctx, h, w, y, dtype, chunk):
+    def forward(ctx, h, w, y, dtype, chunk, vocab):
         n, want_h, want_w = h.size(0), ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         with torch.autocast(h.device.type, enabled=False):  # the dtypes below are the ones meant
             hc, wc = h.to(dtype), w.to(dtype)
@@ -49,7 +52,7 @@ class LinearCrossEntropy(torch.autograd.Function):
             grad_w = None
             for s in range(0, n, chunk):
                 e = min(n, s + chunk)
-                loss, g = chunk_loss(hc[s:e], wc, y[s:e])
+                loss, g = chunk_loss(hc[s:e], wc, y[s:e], vocab)
                 total += loss
                 if want_h:
                     grad_h[s:e] = g @ wc
@@ -65,15 +68,17 @@ class LinearCrossEntropy(torch.autograd.Function):
         grad_h, grad_w = ctx.saved_tensors
         scale = grad_out / ctx.n
         return (None if grad_h is None else grad_h * scale,
-                None if grad_w is None else (grad_w * scale).to(ctx.w_dtype), None, None, None)
+                None if grad_w is None else (grad_w * scale).to(ctx.w_dtype), None, None, None, None)
 
 
-def linear_cross_entropy(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
-    """F.cross_entropy((h @ w.T).float(), y) for h (N, d), w (V, d), y (N,) in the ambient autocast
-    dtype (bf16 under bf16 autocast, else h's dtype), never holding more than chunk x V logits
-    (default: gigagpt.plan.loss_chunk_rows). Every target counts (no ignore_index)."""
+def linear_cross_entropy(h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, chunk: int | None = None,
+                         vocab: int | None = None) -> torch.Tensor:
+    """F.cross_entropy((h @ w[:vocab].T).float(), y) for h (N, d), w (V, d), y (N,) in the ambient
+    autocast dtype (bf16 under bf16 autocast, else h's dtype), never holding more than chunk x V
+    logits (default: gigagpt.plan.loss_chunk_rows). w's rows past vocab (default: none) are padding,
+    multiplied but masked. Every target counts (no ignore_index)."""
     kind = h.device.type
     dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else h.dtype
     if not torch.is_grad_enabled():  # evaluation: forward would still see needs_input_grad
         h, w = h.detach(), w.detach()
-    return LinearCrossEntropy.apply(h, w, y, dtype, chunk or loss_chunk_rows(h.size(1)))
+    return LinearCrossEntropy.apply(h, w, y, dtype, chunk or loss_chunk_rows(h.size(1)), vocab or w.size(0))

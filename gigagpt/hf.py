@@ -17,6 +17,7 @@ import torch
 from gigagpt.checkpoint import brief, why
 from gigagpt.config import ConfigError, ModelConfig
 from gigagpt.model import build_on_meta
+from gigagpt.plan import padded_vocab
 
 PREFIX = "transformer."  # GPT2LMHeadModel's body; GPT2Model files (the Hub's gpt2) have none
 BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")  # older files keep the causal mask
@@ -38,8 +39,10 @@ def transposed(hf_name: str) -> bool:
 
 
 def expected_shapes(m: ModelConfig) -> dict[str, tuple]:
-    """GPT-2's name -> the shape our config needs (Conv1D transposed), all biases included."""
-    ours = {k: tuple(v.shape) for k, v in build_on_meta(ModelConfig(**{**vars(m), "bias": True})).state_dict().items()}
+    """GPT-2's name -> the shape our config needs (Conv1D transposed), all biases included, wte of
+    vocab_size rows (GPT-2 has no padding: pad_vocab_to's rows are ours alone)."""
+    real = ModelConfig(**{**vars(m), "bias": True, "pad_vocab_to": 0})
+    ours = {k: tuple(v.shape) for k, v in build_on_meta(real).state_dict().items()}
     return {hf: ours[mine][::-1] if transposed(hf) else ours[mine] for hf, mine in name_map(m.n_layer).items()}
 
 
@@ -47,12 +50,13 @@ def expected_shapes(m: ModelConfig) -> dict[str, tuple]:
 
 def to_hf(state: dict, m: ModelConfig, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """GPT2LMHeadModel's state dict (as save_pretrained writes it: no lm_head, tied to wte) from ours.
-    A model without biases gets zero biases: GPT-2 always has them, and zeros compute the same."""
+    A model without biases gets zero biases: GPT-2 always has them, and zeros compute the same.
+    wte loses its padded rows (pad_vocab_to): transformers' vocab_size is the real one."""
     out, shapes = {}, expected_shapes(m)
     for hf, mine in name_map(m.n_layer).items():
         if mine in state:
             t = state[mine].detach().to("cpu", torch.float32)
-            t = t.t() if transposed(hf) else t
+            t = t.t() if transposed(hf) else t[: m.vocab_size] if hf == "wte.weight" else t
         else:
             t = torch.zeros(shapes[hf])
         out[PREFIX + hf] = t.to(dtype).contiguous()
@@ -133,6 +137,8 @@ def read_weights(directory: Path, m: ModelConfig, shapes_only: bool = False) -> 
     for hf, mine in name_map(m.n_layer).items():
         t = found[hf].float()
         state[mine] = (t.t() if transposed(hf) else t[: m.block_size] if hf == "wpe.weight" else t).contiguous()
+    # pad_vocab_to: zero rows past GPT-2's vocabulary (masked in our loss and logits: never used)
+    state["wte.weight"] = torch.nn.functional.pad(state["wte.weight"], (0, 0, 0, padded_vocab(m) - m.vocab_size))
     state["lm_head.weight"] = state["wte.weight"]
     return state
 

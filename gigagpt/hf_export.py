@@ -4,6 +4,7 @@ with GPT-2's tokenizer files and a model card. Written to a temp directory and r
 The command imports torch, this module does not: its parser is built on every gigagpt start."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -168,7 +169,8 @@ def export(run_dir: Path, out: Path, step: int | None = None, dtype: str = "floa
     files.update({"config.json": as_json(hf_config(m, dtype)), "generation_config.json":
                   as_json({"_from_model_config": True, "bos_token_id": hf_config(m, dtype)["bos_token_id"],
                            "eos_token_id": hf_config(m, dtype)["eos_token_id"]}),
-                  "README.md": model_card(run_dir, out, ckpt, step, param_count(m), dtype, with_tokenizer),
+                  "README.md": model_card(run_dir, out, ckpt, step, param_count(dataclasses.replace(m, pad_vocab_to=0)),
+                                          dtype, with_tokenizer),  # the exported parameters: no padded rows
                   MARKER: as_json({"run": str(run_dir.resolve()), "checkpoint": ckpt.name, "step": step, "dtype": dtype})})
     tensors = to_hf(model.state_dict(), m, getattr(torch, dtype))
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"

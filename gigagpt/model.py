@@ -10,6 +10,7 @@ import torch.utils.checkpoint
 
 from gigagpt.config import ModelConfig
 from gigagpt.fused_loss import linear_cross_entropy
+from gigagpt.plan import padded_vocab
 
 
 class Attention(nn.Module):
@@ -68,12 +69,12 @@ class GPT(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wte = nn.Embedding(padded_vocab(cfg), cfg.n_embd)  # pad_vocab_to: rows past vocab_size, never used
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, eps=1e-5, bias=cfg.bias)
-        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head = nn.Linear(cfg.n_embd, padded_vocab(cfg), bias=False)
         self.lm_head.weight = self.wte.weight  # tied
         self.checkpoint_blocks = False  # activation checkpointing: recompute blocks in backward
         self.fused_loss = True  # head + loss chunk by chunk (gigagpt.fused_loss); False: the plain path
@@ -89,13 +90,15 @@ class GPT(nn.Module):
                 x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
-        x = self.ln_f(x)
+        x, vocab = self.ln_f(x), self.cfg.vocab_size
         if targets is not None and self.fused_loss:  # the weight the module holds now (FSDP: gathered)
-            return linear_cross_entropy(x.view(-1, x.size(-1)), self.lm_head.weight, targets.view(-1))
+            return linear_cross_entropy(x.view(-1, x.size(-1)), self.lm_head.weight, targets.view(-1), vocab=vocab)
         logits = self.lm_head(x)
+        if logits.size(-1) > vocab:  # padded ids: no probability, so never a loss term or a sample
+            logits = logits[..., :vocab]
         if targets is None:
             return logits
-        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1))
+        return F.cross_entropy(logits.float().reshape(-1, vocab), targets.view(-1))
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, eot=None, generator=None,

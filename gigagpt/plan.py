@@ -29,14 +29,21 @@ def peak_for_device_name(name: str) -> float | None:
     return None
 
 
+def padded_vocab(m: ModelConfig) -> int:
+    """Rows of the token embedding and the tied LM head: vocab_size rounded up to a multiple of
+    pad_vocab_to (0 or 1: vocab_size itself). The extra ids are never inputs, targets or samples."""
+    step = max(m.pad_vocab_to, 1)
+    return -(-m.vocab_size // step) * step
+
+
 def param_count(m: ModelConfig) -> int:
-    """Exact number of parameters, LM head tied to the token embedding (counted once)."""
+    """Exact number of parameters, LM head tied to the token embedding (counted once, padded rows too)."""
     d, b = m.n_embd, 1 if m.bias else 0
     layer_norm = d + b * d
     attn = d * 3 * d + b * 3 * d + d * d + b * d
     mlp = d * 4 * d + b * 4 * d + 4 * d * d + b * d
     block = 2 * layer_norm + attn + mlp
-    return m.vocab_size * d + m.block_size * d + m.n_layer * block + layer_norm
+    return padded_vocab(m) * d + m.block_size * d + m.n_layer * block + layer_norm
 
 
 def flops_per_token(m: ModelConfig, seq_len: int | None = None) -> int:
@@ -80,7 +87,7 @@ def activation_bytes(cfg: Config, world: int = 1, checkpointing: bool | None = N
     4 in fp32; fitted to measured CPU peaks (bench/plan_memory.py): at a 50k vocabulary they
     dominate small models.
     """
-    m, t = cfg.model, cfg.train
+    m, t, vocab = cfg.model, cfg.train, padded_vocab(cfg.model)
     bf16 = t.dtype == "bfloat16"
     ckpt = t.activation_checkpointing if checkpointing is None else checkpointing
     tokens = micro_batch(cfg, world) * m.block_size
@@ -90,9 +97,9 @@ def activation_bytes(cfg: Config, world: int = 1, checkpointing: bool | None = N
     layers = m.n_layer * 4 * tokens * m.n_embd + per_layer if ckpt else m.n_layer * per_layer
     if fused_loss:  # a chunk's logits and softmax; the head's fp32 gradient and a chunk's share of it
         rows = min(tokens, loss_chunk_rows(m.n_embd))
-        head = (4 if bf16 else 8) * rows * m.vocab_size + (6 if bf16 else 8) * m.vocab_size * m.n_embd
+        head = (4 if bf16 else 8) * rows * vocab + (6 if bf16 else 8) * vocab * m.n_embd
     else:
-        head = ((1.5 if bf16 else 4) if t.compile else 12.5) * tokens * m.vocab_size
+        head = ((1.5 if bf16 else 4) if t.compile else 12.5) * tokens * vocab
     return int(layers + 12 * tokens * m.n_embd + head)
 
 
@@ -119,7 +126,7 @@ def memory_estimate(cfg: Config, world: int = 1, strategy: str = "none",
     shard = world if strategy == "fsdp" else 1
     out = {"weights": 4 * n // shard, "grads": 4 * n // shard, "optimizer": 8 * n // shard}
     if strategy == "fsdp":
-        gathered = 2 * block_params(m) + (m.vocab_size + m.block_size) * m.n_embd
+        gathered = 2 * block_params(m) + (padded_vocab(m) + m.block_size) * m.n_embd
         out["buffers"] = (half or 4) * gathered * 2  # gathered weights and their unsharded grads
     else:
         out["buffers"] = half * n + (4 * n if strategy == "ddp" else 0)

@@ -57,6 +57,7 @@ INT_RANGES = {
     "model.n_embd": (1, 65536),
     "model.block_size": (1, 1 << 20),
     "model.vocab_size": (1, 1 << 20),
+    "model.pad_vocab_to": (0, 65536),
     **{f"train.{k}": (1, BIG) for k in ("max_steps", "batch_size", "grad_accum", "log_interval", "eval_interval",
                                        "eval_steps", "checkpoint_interval", "keep_checkpoints")},
     "train.warmup_steps": (0, None),

@@ -102,6 +102,21 @@ def test_never_more_than_one_chunk_of_logits():
     assert sizes["fused"] == chunk * V  # one chunk's (the head's weight and its gradient are smaller)
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_padded_rows_are_multiplied_but_never_count(bf16):
+    """w's rows past vocab (pad_vocab_to) take part in the matmul and nothing else: the loss and
+    gradients of the real rows are those of w without them, and the padded rows get zero gradient."""
+    h, w, y = inputs(300, 64)
+    padded = torch.cat([w.detach(), 20 * torch.randn(47, 64)]).requires_grad_()  # 50304 rows; large logits
+    ref = loss_and_grads(lambda *a: linear_cross_entropy(*a, chunk=128), h, w, y, bf16)
+    got = loss_and_grads(lambda *a: linear_cross_entropy(*a, chunk=128, vocab=V), h, padded, y, bf16)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    assert rel(got[2][:V], ref[2]) < (1e-3 if bf16 else 1e-6)  # bf16: the head gradient's matmul has another shape
+    assert not got[2][V:].any()
+    unmasked = loss_and_grads(lambda *a: linear_cross_entropy(*a, chunk=128), h, padded, y, bf16)
+    assert unmasked[0] > ref[0] + 1  # without the mask the padded logits would take the probability
+
+
 def small(**kw):
     return ModelConfig(**{"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "vocab_size": V, **kw})
 
@@ -124,6 +139,25 @@ def test_gpt_uses_it_for_the_loss_and_keeps_logits_without_targets():
     for (name, p), q in zip(fused.named_parameters(), ref.parameters()):
         assert rel(p.grad, q.grad) < 1e-4, name
     assert torch.equal(fused(x), ref(x))  # no targets: logits, the same module
+
+
+@pytest.mark.parametrize("fused_loss", [True, False])
+def test_a_padded_gpt_is_the_unpadded_one(fused_loss):
+    """pad_vocab_to = 64 (50257 -> 50304 rows) on the fused and the plain path: with the same real
+    rows, the same loss, logits and gradients as the unpadded model; padded rows get none."""
+    torch.manual_seed(0)
+    plain_model, padded = GPT(small()), GPT(small(pad_vocab_to=64))
+    assert padded.wte.weight.shape == (50304, 32)
+    state = plain_model.state_dict()
+    state["wte.weight"] = state["lm_head.weight"] = torch.cat([state["wte.weight"], padded.wte.weight[V:].detach()])
+    padded.load_state_dict(state)
+    plain_model.fused_loss = padded.fused_loss = fused_loss
+    x, y = torch.randint(0, V, (3, 16)), torch.randint(0, V, (3, 16))
+    la, lb = plain_model(x, y), padded(x, y)
+    la.backward()
+    lb.backward()
+    assert abs(la - lb) < 1e-6 and torch.equal(plain_model(x), padded(x))  # logits: the V real ids only
+    assert rel(padded.wte.weight.grad[:V], plain_model.wte.weight.grad) < 1e-5 and not padded.wte.weight.grad[V:].any()
 
 
 def test_one_compiled_step_matches_eager():

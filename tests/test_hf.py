@@ -87,6 +87,24 @@ def test_init_from_reproduces_transformers_logits(hf_model, dataset):
     assert cfg.model.block_size == 32 and logits_diff(model, hf, t=32) < 1e-4
 
 
+def test_init_from_with_a_padded_vocabulary_pads_with_zero_rows(hf_model, dataset):
+    """pad_vocab_to = 64 on GPT-2's 50257 ids: the loaded table gets 47 zero rows (never an input,
+    a target or a sample) and the logits on the real ids are still transformers'."""
+    from gigagpt.hf import load_pretrained
+    from gigagpt.hf_source import apply_init_from
+    from gigagpt.model import GPT
+
+    path, hf = hf_model
+    config = REPO / "configs" / "tiny.toml"
+    sets = [f"model.init_from={path}", f"data.dataset={dataset}", "model.pad_vocab_to=64"]
+    cfg = apply_init_from(load_config(config, sets), config, sets)
+    model = GPT(cfg.model).eval()
+    load_pretrained(model, cfg.model)
+    assert model.wte.weight.shape == (50304, 64) and not model.wte.weight[50257:].any()
+    assert torch.equal(model.wte.weight[:50257], hf.transformer.wte.weight)
+    assert logits_diff(model, hf, t=64) < 1e-4
+
+
 def test_gelu_changes_no_count(dataset):
     from gigagpt.plan import memory_estimate, param_count
 
@@ -169,6 +187,20 @@ def test_export_loads_in_transformers(trained, tmp_path, gpt2_ready):
         assert needle in card, needle
     train_loss = [r["loss"] for r in load_metrics(trained) if r["kind"] == "train" and r["step"] == 3][0]
     assert f"| train loss (step 3) | {train_loss:.4f} |" in card
+
+
+def test_a_padded_run_exports_its_real_vocabulary(dataset, tmp_path):
+    """A run trained with pad_vocab_to = 64 (50304 rows) exports 50257: transformers' vocab_size is
+    the real one and its logits are ours, which never include the padded ids."""
+    run, out = tmp_path / "padded", tmp_path / "hf"
+    train(dataset, run, "--set", "model.pad_vocab_to=64", "--set", "train.max_steps=2")
+    gigagpt("export-hf", run, "--out", out)
+    assert json.loads((out / "config.json").read_text())["vocab_size"] == 50257
+    assert load_file(out / "model.safetensors")["transformer.wte.weight"].shape == (50257, 64)
+    hf = transformers.GPT2LMHeadModel.from_pretrained(out).eval()
+    model = ours(run)
+    assert model.wte.weight.shape == (50304, 64) and logits_diff(model, hf) < 1e-4
+    assert f"| parameters | {hf.num_parameters():,} |" in (out / "README.md").read_text()
 
 
 def test_export_dtype_step_replace_and_refusals(trained, tmp_path, capsys):

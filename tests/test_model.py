@@ -45,6 +45,23 @@ def test_structure_tied_head_no_head_bias_and_bias_switch():
     assert count_parameters(nb) == param_count(small(bias=False))
 
 
+def test_pad_vocab_to_rounds_the_table_up_and_is_never_sampled():
+    """nanoGPT's 50257 -> 50304; off (0 or 1) by default, so the presets keep their counts. The
+    padded ids have no logit: generation never yields one (at random init, 31 of 128 ids are padding)."""
+    big = load_config(REPO / "configs" / "124m.toml", ["model.pad_vocab_to=64"], check_data=False).model
+    assert param_count(big) == 124_439_808 + 47 * 768 and count_parameters(build_on_meta(big)) == param_count(big)
+    assert param_count(small(pad_vocab_to=1)) == param_count(small(pad_vocab_to=0)) == param_count(small())
+    cfg = small(pad_vocab_to=64)
+    torch.manual_seed(0)
+    m = GPT(cfg).eval()
+    assert m.wte.weight.shape == (128, 32) and m.lm_head.weight is m.wte.weight
+    assert count_parameters(m) == param_count(cfg) == param_count(small()) + 31 * 32
+    start = torch.tensor([[1, 2, 3]])
+    assert m(start).shape == (1, 3, 97)
+    out = m.generate(start, 200, temperature=2.0, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (1, 203) and out.max() < 97
+
+
 def test_init_scales_residual_projections():
     torch.manual_seed(0)
     cfg = ModelConfig(n_layer=8, n_head=4, n_embd=256, block_size=64, vocab_size=1000, init_std=0.02)

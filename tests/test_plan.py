@@ -11,6 +11,7 @@ from gigagpt.plan import (
     fits,
     flops_per_token,
     memory_estimate,
+    param_count,
     plan,
     smallest_world,
     step_seconds,
@@ -44,6 +45,22 @@ def test_the_fused_loss_holds_one_chunk_of_logits_at_any_batch():
     assert per_token(False) - per_token(True) == pytest.approx(1.5 * 50257)  # the plain path's logits, compiled bf16
     fused, plain = memory_estimate(many), memory_estimate(many, fused_loss=False)
     assert plain["activations"] - fused["activations"] > 1.4 * 64 * 256 * 50257 - 8 * 50257 * 256
+
+
+def test_padded_vocabulary_is_counted_as_the_model_builds_it():
+    """pad_vocab_to = 64: the planner's parameters are the real model's (50304 rows), its FLOPs and
+    head memory follow the padded rows, and the default (no padding) is unchanged."""
+    from gigagpt.model import build_on_meta, count_parameters
+
+    off, on = preset("nano"), preset("nano", "model.pad_vocab_to=64")
+    assert param_count(on.model) == count_parameters(build_on_meta(on.model)) == param_count(off.model) + 47 * 256
+    assert count_parameters(build_on_meta(off.model)) == param_count(off.model)
+    assert flops_per_token(on.model) - flops_per_token(off.model) == 6 * 47 * 256
+    for fused in (True, False):
+        assert activation_bytes(on, fused_loss=fused) > activation_bytes(off, fused_loss=fused)
+    assert memory_estimate(on)["weights"] - memory_estimate(off)["weights"] == 4 * 47 * 256
+    data = json.loads(gigagpt("plan", "nano", "--set", "model.pad_vocab_to=64", "--json").stdout)
+    assert data["params"] == param_count(on.model)
 
 
 def test_smallest_world_is_the_boundary_and_splits_the_batch():

@@ -203,3 +203,18 @@ def test_sample_continues_the_prompt_from_the_latest_checkpoint(dataset, tmp_pat
     assert out.startswith("Hello world") and out.count("Hello world") == 2 and len(out) > len("Hello world") * 2
     assert gigagpt(*args).stdout == out  # seeded: the same command prints the same text
     assert gigagpt(*args, "--seed", "7").stdout != out
+
+
+def test_padded_vocabulary_trains_resumes_exactly_and_samples(dataset, tmp_path, gpt2_ready):
+    """model.pad_vocab_to = 64 (50257 -> 50304 rows): checkpoints hold the padded table, a stopped
+    run resumes to the same losses as one that never stopped, and sample prints text from it."""
+    args = ["--set", "model.pad_vocab_to=64", "--set", "train.max_steps=6", "--set", "train.eval_interval=3"]
+    gigagpt(*train_args(dataset, "--run-dir", tmp_path / "ref", *args))
+    gigagpt(*train_args(dataset, "--run-dir", tmp_path / "cut", *args, "--stop-at", "3"))
+    state = torch.load(checkpoints(tmp_path / "cut")[-1], weights_only=True)
+    assert state["model"]["wte.weight"].shape == (50304, 64) and state["config"]["model"]["pad_vocab_to"] == 64
+    assert "resumed from step_00000003.pt at step 3" in gigagpt("resume", tmp_path / "cut").stdout
+    assert losses(tmp_path / "cut") == losses(tmp_path / "ref") and len(losses(tmp_path / "ref")) == 6
+    assert read_meta(tmp_path / "ref").params == 50304 * 64 + 32 * 64 + 2 * 12 * 64 * 64 + 2 * 13 * 64 + 2 * 64
+    out = gigagpt("sample", tmp_path / "cut", "--prompt", "Hello", "--max-new-tokens", "12").stdout
+    assert out.startswith("Hello") and len(out) > len("Hello\n")
