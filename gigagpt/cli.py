@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gigagpt.cerebras_launch import launch_cerebras
 from gigagpt.config import PRESETS_DIR, REPO, ConfigError, load_config, preset_names, show
-from gigagpt.settings import runs_root
+from gigagpt.settings import cache_dir, data_root, runs_root, settings_path
 from gigagpt.store.files import RunError
 from gigagpt.store.meta import printable
 from gigagpt.torchrun import launch_torchrun, leave_group, say_once
@@ -324,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         say_once("gigagpt: error: the current directory no longer exists; cd somewhere that does")
         return 2
     try:
+        runs_root(), data_root(), cache_dir(), settings_path()  # a $GIGAGPT_* path that cannot be used: before any run
         return leave_group(args.func(args))
     except error_types() as e:
         say_once(f"gigagpt: error: {printable(str(e))}")  # one line, whatever a file held; once for all ranks

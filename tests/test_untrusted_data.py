@@ -114,4 +114,11 @@ def test_a_tilde_in_an_environment_path(tmp_path, dataset):
         assert line == prefix + said, (args, line)
     proc = gigagpt("dash", cwd=tmp_path, env={**env, "GIGAGPT_DATA": "~no-such-user-gigagpt"}, check=False, timeout=60)
     assert proc.returncode == 2 and "$GIGAGPT_DATA = '~no-such-user-gigagpt'" in proc.stderr
+    # a bad cache path is refused before `train` makes its run directory, not by the run failing
+    proc = gigagpt("train", "tiny", "--set", f"data.dataset={dataset}", cwd=tmp_path,
+                   env={**env, "GIGAGPT_CACHE": "~no-such-user-gigagpt"}, check=False, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "gigagpt: error: $GIGAGPT_CACHE = '~no-such-user-gigagpt': cannot expand ~no-such-user-gigagpt: no such user; "
+        "use a full path"]
+    assert len([p for p in (home / "myruns").iterdir() if not p.name.startswith(".")]) == 1  # the queued run alone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
