@@ -237,21 +237,27 @@ def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") ->
 TOML_MAX_BYTES = 1 << 20  # a config or settings file is a few KB
 
 
-def read_toml(path: Path, what: str) -> dict:
-    """A TOML file as a dict, or ConfigError naming it: missing, not a regular file (a FIFO would
-    block a plain read), over 1 MiB, not UTF-8, not TOML, or nested past what the parser can take."""
+def read_user_file(path: Path, limit: int, what: str) -> bytes:
+    """A small file a user handed us, or ConfigError naming it (a FIFO would block a plain read)."""
     from gigagpt.store.files import NotRegular, TooLarge, read_regular
 
     try:
-        return tomllib.loads(read_regular(path, TOML_MAX_BYTES).decode("utf-8"))
+        return read_regular(path, limit)
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} not found") from None
     except (NotRegular, IsADirectoryError):
         raise ConfigError(f"{path}: {what} is not a regular file") from None
     except TooLarge:
-        raise ConfigError(f"{path}: {what} larger than {TOML_MAX_BYTES >> 20} MiB") from None
+        raise ConfigError(f"{path}: {what} larger than {limit >> 20} MiB") from None
     except OSError as e:
         raise ConfigError(f"{path}: {what} unreadable ({e.strerror or e})") from None
+
+
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file as a dict, or ConfigError naming it: unreadable, not UTF-8, not TOML, too deep."""
+    data = read_user_file(path, TOML_MAX_BYTES, what)
+    try:
+        return tomllib.loads(data.decode("utf-8"))
     except RecursionError:
         raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError

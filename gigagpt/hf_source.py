@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from gigagpt.config import RULES, ConfigError, read_toml, show, validate
+from gigagpt.config import RULES, ConfigError, read_toml, read_user_file, show, validate
 
 HUB = {"gpt2": "openai-community/gpt2", "gpt2-medium": "openai-community/gpt2-medium",
        "gpt2-large": "openai-community/gpt2-large", "gpt2-xl": "openai-community/gpt2-xl"}
@@ -59,19 +59,10 @@ def hub_dir(name: str, where: str) -> Path:
 
 def read_config(directory: Path) -> tuple[Path, dict]:
     """(path, object) of a model directory's config.json; ConfigError naming it when it is not one."""
-    from gigagpt.store.files import NotRegular, TooLarge, read_regular
-
     path = directory / "config.json"
+    data = read_user_file(path, CONFIG_MAX_BYTES, "model config (a Hugging Face model directory has config.json)")
     try:
-        raw = json.loads(read_regular(path, CONFIG_MAX_BYTES).decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: missing; a Hugging Face model directory has config.json") from None
-    except (NotRegular, IsADirectoryError):
-        raise ConfigError(f"{path}: not a regular file") from None
-    except TooLarge:
-        raise ConfigError(f"{path}: larger than 1 MiB (not a model config)") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: unreadable ({e.strerror or e})") from None
+        raw = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as e:  # not UTF-8, not JSON
         raise ConfigError(f"{path}: not valid JSON ({' '.join(str(e).split())[:120]})") from None
     if not isinstance(raw, dict):
