@@ -149,8 +149,10 @@ def prepare(spec: str, out=None, val_fraction=None, workers=None, text_field="te
     if val_fraction is None:
         val_fraction = OPENWEBTEXT_SPLIT["test_size"] if spec == "openwebtext" else 0.1
     workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise DataError(f"--workers {workers}: must be at least 1")
+    most = max(8, 4 * default_workers())  # each helper is a process: 100000 of them take the machine down
+    if not 1 <= workers <= most:
+        raise DataError(f"--workers {workers}: must be at least 1" if workers < 1 else
+                        f"--workers {workers}: must be at most {most} (4 x this machine's {default_workers()} cores)")
     out = resolve_dataset(out) if out else data_root() / default_name(spec)
     check_out(out, force)
     counts = {"replaced_bytes": 0, "skipped_lines": 0}

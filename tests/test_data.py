@@ -299,6 +299,7 @@ def test_non_utf8_bytes_replaced_and_counted(run, tmp_path):
     (["a.txt", "--val-fraction", "1.5"], "--val-fraction 1.5: must be between 0 and 1"),
     (["a.txt", "--val-fraction", "0"], "--val-fraction 0.0: must be between 0 and 1"),
     (["a.txt", "--workers", "0"], "--workers 0: must be at least 1"),
+    (["a.txt", "--workers", "100000"], "--workers 100000: must be at most"),
     (["a.txt", "--out", "a.txt"], "exists and is not a directory"),
 ])
 def test_bad_input_one_clear_line(run, tmp_path, args, message):
