@@ -122,3 +122,18 @@ def test_a_tilde_in_an_environment_path(tmp_path, dataset):
         "use a full path"]
     assert len([p for p in (home / "myruns").iterdir() if not p.name.startswith(".")]) == 1  # the queued run alone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_the_longest_names_accepted_make_runs_that_read_and_resume(tmp_path, dataset):
+    """--name and --run-dir may make a run id of 128 characters: either run is what it is (not
+    `damaged` by a shorter limit in meta.json) and resumes."""
+    runs = tmp_path / "runs"
+    for extra in (("--name", "M" * 112, "--runs-root", runs), ("--run-dir", runs / ("L" * 128))):
+        proc = train(dataset, "--stop-at", "2", *extra)
+        assert proc.returncode == 0, proc.stderr
+    rows = json.loads(gigagpt("runs", "list", "--runs-root", runs, "--json").stdout)
+    assert sorted((len(r["id"]), r["status"]) for r in rows) == [(128, "stopped"), (128, "stopped")]
+    for row in rows:
+        proc = gigagpt("resume", row["path"], check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert read_meta(row["path"]).status == "completed"

@@ -10,7 +10,7 @@ from pathlib import Path
 from gigagpt.store.files import NotRegular, RunError, TooLarge, os_reason, read_regular
 
 STATUSES = ("queued", "running", "completed", "stopped", "failed", "cancelled")
-NAME_MAX = 100
+NAME_MAX = 128  # a run id's limit (store.layout.SAFE_ID): a run's name defaults to its id
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+:=/-]{0,63}")  # fullmatch
 # C0/C1 controls, soft hyphen, zero-width and direction marks, line separators, bidi embeddings
 # and isolates, the BOM: what can hide or reorder text in a terminal cell
