@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gigagpt.cerebras_launch import launch_cerebras
 from gigagpt.config import PRESETS_DIR, REPO, ConfigError, load_config, preset_names, show
-from gigagpt.settings import cache_dir, data_root, runs_root, settings_path
+from gigagpt.settings import cache_dir, runs_root
 from gigagpt.store.files import RunError
 from gigagpt.store.meta import printable
 from gigagpt.torchrun import launch_torchrun, leave_group, say_once
@@ -50,6 +50,7 @@ def passthrough(args) -> list[str]:
 def cmd_train(args) -> int:
     from gigagpt.store import layout
 
+    cache_dir()  # the trainer's peak cache: a $GIGAGPT_CACHE that cannot be used is refused before a run exists
     path = resolve_config(args.config)
     cfg = load_config(path, args.set + ([f"train.backend={args.backend}"] if args.backend else []))
     if cfg.model.init_from:  # the shape comes from the Hugging Face config.json, checked with its weights
@@ -115,6 +116,8 @@ def cmd_resume(args) -> int:
     from gigagpt.store.layout import checkpoints
     from gigagpt.store.meta import read_meta
     from gigagpt.store.writer import check_not_running
+
+    cache_dir()  # as in cmd_train
 
     run_dir = find_run(args)
     try:
@@ -324,7 +327,6 @@ def main(argv: list[str] | None = None) -> int:
         say_once("gigagpt: error: the current directory no longer exists; cd somewhere that does")
         return 2
     try:
-        runs_root(), data_root(), cache_dir(), settings_path()  # a $GIGAGPT_* path that cannot be used: before any run
         return leave_group(args.func(args))
     except error_types() as e:
         say_once(f"gigagpt: error: {printable(str(e))}")  # one line, whatever a file held; once for all ranks

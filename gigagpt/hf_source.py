@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from gigagpt.config import RULES, ConfigError, read_toml, read_user_file, show, validate
+from gigagpt.store.files import user_path
 
 HUB = {"gpt2": "openai-community/gpt2", "gpt2-medium": "openai-community/gpt2-medium",
        "gpt2-large": "openai-community/gpt2-large", "gpt2-xl": "openai-community/gpt2-xl"}
@@ -23,7 +24,7 @@ def source_dir(init_from: str, where: str) -> Path:
     when there is none."""
     if init_from in HUB:
         return hub_dir(init_from, where)
-    path = Path(init_from).expanduser()
+    path = user_path(init_from)
     if not path.is_dir():
         raise ConfigError(f"{where}: model.init_from = {show(init_from)}: no such directory; use "
                           f"{', '.join(HUB)} or a Hugging Face model directory (config.json + model.safetensors)")

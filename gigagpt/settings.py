@@ -32,20 +32,30 @@ def runs_root() -> Path:
     return env_path("GIGAGPT_RUNS") or Path("runs")
 
 
+def home() -> Path | None:
+    try:
+        return Path.home()
+    except RuntimeError:  # no $HOME and no passwd entry (a bare container, a scheduler's sandbox)
+        return None
+
+
 def cache_dir() -> Path:
     if env_path("GIGAGPT_CACHE"):
         return env_path("GIGAGPT_CACHE")
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "gigagpt"
     base = os.environ.get("LOCALAPPDATA") if sys.platform == "win32" else os.environ.get("XDG_CACHE_HOME")
-    return Path(base or Path.home() / ".cache") / "gigagpt"
+    if base and sys.platform != "darwin":
+        return Path(base) / "gigagpt"
+    if home() is None:
+        raise ConfigError("no home directory for the cache (no $HOME, no passwd entry): set GIGAGPT_CACHE")
+    return home() / "Library" / "Caches" / "gigagpt" if sys.platform == "darwin" else home() / ".cache" / "gigagpt"
+
 
 def settings_path() -> Path | None:
     """The settings file: $GIGAGPT_SETTINGS, else ./gigagpt.toml, else the user config dir's."""
     if env_path("GIGAGPT_SETTINGS"):
         return env_path("GIGAGPT_SETTINGS")
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    for p in (Path("gigagpt.toml"), Path(base) / "gigagpt" / "gigagpt.toml"):
+    user = os.environ.get("XDG_CONFIG_HOME") or (home() and home() / ".config")
+    for p in (Path("gigagpt.toml"), *([Path(user) / "gigagpt" / "gigagpt.toml"] if user else [])):
         if p.is_file():
             return p
     return None

@@ -14,7 +14,7 @@ import tempfile
 SAID_DIR = "GIGAGPT_SAID_DIR"  # set for the ranks: a directory with a file for each error line printed
 
 
-def say_once(line: str) -> None:
+def say_once(line: str, file=None) -> None:
     """An error line on stderr, unless another rank of this node has printed the same line: the
     first rank to create its file prints it. A rank's own error (only rank 1 fails) still shows."""
     said = os.environ.get(SAID_DIR)
@@ -26,7 +26,7 @@ def say_once(line: str) -> None:
             return
         except OSError:  # the directory is gone (a rank outlived the launcher): twice rather than never
             pass
-    print(line, file=sys.stderr, flush=True)
+    print(line, file=file or sys.stderr, flush=True)
 
 
 def launch_torchrun(nproc: int, argv: list[str]) -> int:
@@ -51,6 +51,7 @@ def leave_group(code: int) -> int:
 
 def main() -> int:
     os.environ.setdefault("LOGLEVEL", "CRITICAL")  # torch's elastic loggers take their level from it
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -69,6 +70,8 @@ def main() -> int:
         name = signal.Signals(-died).name if -died in signal.Signals._value2member_map_ else f"exit {died}"
         print(f"gigagpt: error: process {rank} of the job died ({name})", file=sys.stderr, flush=True)
         return 1
+    except SignalException as e:  # SIGTERM/ctrl-c to the launcher: the ranks got it too and stopped as they do
+        return 128 + int(e.sigval)
     return 0
 
 

@@ -23,6 +23,7 @@ from gigagpt.plan import check_world, choose_parallel, flops_per_token, param_co
 from gigagpt.store.checkpoints import no_checkpoint
 from gigagpt.store.files import RunError
 from gigagpt.store.writer import RunWriter
+from gigagpt.torchrun import say_once
 
 # ---------------------------------------------------------------------------- optimisation
 
@@ -81,7 +82,7 @@ def watch_stop_signals(note: str = "") -> list:
 
     def on_signal(signum, frame):
         if not stop_signal:
-            print(f"received {signal.Signals(signum).name}: stopping after this step{note}", flush=True)
+            say_once(f"received {signal.Signals(signum).name}: stopping after this step{note}", sys.stdout)  # once, not per rank
         stop_signal.append(signum)
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -86,6 +86,30 @@ def test_fsdp_sigterm_and_resume_continue_exactly(dataset, tmp_path):
     assert abs(resumed[stopped + 2] - reference[stopped + 2]) < 1e-5  # 4 ranks: same maths, other rounding
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_launcher_stops_the_run_quietly(dataset, tmp_path, sig):
+    """A scheduler's SIGTERM (or ctrl-c's SIGINT to the process group) reaches the launcher: the ranks
+    stop after their step and checkpoint; the launcher exits 128 + the signal with no traceback,
+    and the ranks' notice is one line, not one per rank."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "gigagpt", "train", "tiny", "--set", f"data.dataset={dataset}", *ARGS,
+                             "--set", "train.max_steps=100000", "--set", "train.parallel=ddp", "--nproc", "2",
+                             "--run-dir", str(run)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and len(losses(run)) < 3:
+            time.sleep(0.2)
+        os.killpg(proc.pid, sig) if sig == signal.SIGINT else os.kill(proc.pid, sig)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + sig and "Traceback" not in out, out
+    assert out.count(f"received {signal.Signals(sig).name}") == 1, out
+    meta = read_meta(run)
+    assert meta.status == "stopped" and checkpoints(run)[-1].name == f"step_{meta.step:08d}.pt"
+
+
 def test_sample_reads_a_sharded_checkpoint(dataset, tmp_path, gpt2_ready):
     run = tmp_path / "fs"
     gigagpt("train", "tiny", "--set", f"data.dataset={dataset}", *ARGS, "--set", "train.max_steps=2",

@@ -121,6 +121,8 @@ def test_a_tilde_in_an_environment_path(tmp_path, dataset):
         "gigagpt: error: $GIGAGPT_CACHE = '~no-such-user-gigagpt': cannot expand ~no-such-user-gigagpt: no such user; "
         "use a full path"]
     assert len([p for p in (home / "myruns").iterdir() if not p.name.startswith(".")]) == 1  # the queued run alone
+    # a command given its own root does not need the variable
+    assert gigagpt("runs", "list", "--runs-root", home / "myruns", cwd=tmp_path, env={**env, "GIGAGPT_RUNS": bad}).returncode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
 
 
@@ -137,3 +139,28 @@ def test_the_longest_names_accepted_make_runs_that_read_and_resume(tmp_path, dat
         proc = gigagpt("resume", row["path"], check=False)
         assert proc.returncode == 0, proc.stderr
         assert read_meta(row["path"]).status == "completed"
+
+
+def test_no_home_directory(monkeypatch, tmp_path, dataset, capsys):
+    """With no $HOME and no passwd entry (Path.home() raises), commands that need no home work and
+    train says what to set, in one line, before a run exists; a ~ path a user typed is then not found."""
+    from pathlib import Path
+
+    from gigagpt import cli
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    for var in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "GIGAGPT_CACHE", "GIGAGPT_SETTINGS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["plan", "tiny"]) == 0
+    assert cli.main(["runs", "list", "--runs-root", str(tmp_path / "runs")]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "tiny", "--set", f"data.dataset={dataset}", "--runs-root", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "gigagpt: error: no home directory for the cache (no $HOME, no passwd entry): set GIGAGPT_CACHE"]
+    assert cli.main(["data", "prepare", "~/book.txt"]) == 2
+    assert "~/book.txt: no such file or directory" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()

@@ -116,3 +116,12 @@ def open_append(path: Path):
     missing). Never blocks (a FIFO), never follows a symlink (ELOOP) and never appends to anything
     but a regular file (NotRegular)."""
     return _open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, "ab")
+
+
+def user_path(text: str) -> Path:
+    """A path a user typed, `~` expanded where it can be: a ~user that does not exist (or no home
+    directory) stays as typed, and is then not found, instead of raising RuntimeError."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        return Path(text)
