@@ -101,8 +101,8 @@ TYPE_NAMES = {int: "an integer", float: "a finite number", bool: "true or false"
 
 
 def show(value) -> str:
-    """A value as an error line shows it: its repr, cut to 80 characters."""
-    text = repr(value)
+    """A value as an error line shows it: its repr (TOML's true/false), cut to 80 characters."""
+    text = str(value).lower() if isinstance(value, bool) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -239,7 +239,8 @@ def plan(cfg: Config, devices: int = 1, device_bytes: float | None = None, mfu: 
     """Everything `gigagpt plan` prints, as plain data (also its --json output)."""
     t, m = cfg.train, cfg.model
     out = {
-        "params": param_count(m), "flops_per_token": flops_per_token(m),
+        "params": param_count(m), "vocab_size": m.vocab_size, "vocab_rows": padded_vocab(m),
+        "flops_per_token": flops_per_token(m),
         "tokens_per_step": tokens_per_step(cfg), "flops_per_step": flops_per_token(m) * tokens_per_step(cfg),
         "max_steps": t.max_steps, "train_tokens": tokens_per_step(cfg) * t.max_steps,
         "devices": devices, "device_bytes": device_bytes, "usable": USABLE, "mfu": mfu,
@@ -283,8 +284,9 @@ def human_seconds(s: float) -> str:
 
 
 def format_plan(p: dict, source: str, device_label: str | None) -> str:
+    padded = f" (vocabulary padded to {p['vocab_rows']:,} rows)" if p["vocab_rows"] != p["vocab_size"] else ""
     lines = [
-        f"{source}: {human_count(p['params'])} parameters, {human(p['flops_per_token'])}FLOP per token "
+        f"{source}: {human_count(p['params'])} parameters{padded}, {human(p['flops_per_token'])}FLOP per token "
         f"(6N + 12*layers*width*seq), {p['tokens_per_step']:,} tokens per step = "
         f"{human(p['flops_per_step'])}FLOP per step",
         f"  {p['max_steps']:,} steps = {human(p['train_tokens'])} tokens to train",

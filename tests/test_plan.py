@@ -60,7 +60,9 @@ def test_padded_vocabulary_is_counted_as_the_model_builds_it():
         assert activation_bytes(on, fused_loss=fused) > activation_bytes(off, fused_loss=fused)
     assert memory_estimate(on)["weights"] - memory_estimate(off)["weights"] == 4 * 47 * 256
     data = json.loads(gigagpt("plan", "nano", "--set", "model.pad_vocab_to=64", "--json").stdout)
-    assert data["params"] == param_count(on.model)
+    assert data["params"] == param_count(on.model) and (data["vocab_size"], data["vocab_rows"]) == (50257, 50304)
+    assert "(vocabulary padded to 50,304 rows)" in gigagpt("plan", "nano", "--set", "model.pad_vocab_to=64").stdout
+    assert "padded" not in gigagpt("plan", "nano").stdout
 
 
 def test_smallest_world_is_the_boundary_and_splits_the_batch():
