@@ -100,38 +100,56 @@ def fit_all(names: list[str], width: int) -> list[str]:
 
 
 PADDING = 2  # a DataTable column's padding: one cell each side
-MIN_CUT = 8  # a column cut to fit (fit_columns) is at least this wide
+MIN_CUT = 8  # a column cut to fit (fit_columns), and the names in a small terminal, are at least this wide
+
+
+def whole_widths(headers: dict[str, str], rows: list[dict]) -> dict[str, int]:
+    """Each column's width with nothing cut: its widest cell or its header (the names' aside)."""
+    return {k: max([cell_len(h)] + [row[k].cell_len for row in rows]) for k, h in headers.items() if k != "name"}
 
 
 def fit_columns(headers: dict[str, str], rows: list[dict], names: list[str], space: int, required: tuple,
-                optional: tuple, name_width: tuple[int, int], cut: tuple = ()) -> tuple[list[str], dict[str, int], list[str]]:
+                optional: tuple, name_width: tuple[int, int], cut: tuple = (),
+                short: dict | None = None) -> tuple[list[str], dict[str, int], list[str]]:
     """A table laid out in `space` terminal cells with no horizontal scrolling: (its columns, in
     the order of `headers`; each one's width; the names as the `name` column shows them, fit_all).
     rows: each row's cells (Text) by column, the name's aside. The required columns always, the
     name column name_width's (min, max) min wide (narrower only when the names are); then the
     optional ones, most useful first, while they fit ("name" among them: the names widen to the
-    max there); a `cut` one that did not fit takes what is left, its cells cut with an ellipsis;
-    what is left then widens the names."""
-    widths = {k: max([cell_len(h)] + [row[k].cell_len for row in rows]) for k, h in headers.items() if k != "name"}
+    max there); a `cut` one that does not fit whole in its turn takes what is left, its cells cut
+    in the middle (fit_all: never two alike); what is left at the end widens the names.
+    A small terminal, where the required columns do not fit whole: `short`'s cells ({column: a
+    cell per row}) replace theirs, then the names narrow, to MIN_CUT."""
     low, high = name_width
     longest = min(max([len(n) for n in names] + [cell_len(headers["name"])]), high)
-    widths["name"] = min(longest, low)
-    used = sum(widths[k] + PADDING for k in {*required, "name"})
+    widths = whole_widths(headers, rows)
+
+    def others() -> int:  # the required columns but the names, and the names' padding
+        return sum(widths[k] + PADDING for k in set(required) - {"name"}) + PADDING
+
+    if short and others() + min(longest, low) > space:
+        for key, cells in short.items():
+            for row, value in zip(rows, cells):
+                row[key] = value
+        widths = whole_widths(headers, rows)
+    widths["name"] = max(min(longest, low, space - others()), min(longest, MIN_CUT))
+    used = others() + widths["name"]
     chosen = set(required) | {"name"}
     for key in optional:
+        left = space - used - PADDING
         if key == "name":
             grown = min(longest, widths["name"] + space - used)
             used, widths["name"] = used + max(grown - widths["name"], 0), max(grown, widths["name"])
-        elif key not in chosen and used + widths[key] + PADDING <= space:
+        elif key in chosen:
+            continue
+        elif widths[key] <= left:
             chosen.add(key)
             used += widths[key] + PADDING
-    for key in cut:
-        left = space - used - PADDING
-        if key not in chosen and left >= max(cell_len(headers[key]), MIN_CUT):
+        elif key in cut and left >= max(cell_len(headers[key]), MIN_CUT):
             chosen.add(key)
             used, widths[key] = space, left
-            for row in rows:
-                row[key].truncate(left, overflow="ellipsis")
+            for row, label in zip(rows, fit_all([row[key].plain for row in rows], left)):
+                row[key] = Text(label, style=row[key].style)
     widths["name"] = max(min(longest, widths["name"] + space - used), widths["name"])
     columns = [k for k in headers if k in chosen]
     return columns, {k: widths[k] for k in columns}, fit_all(names, widths["name"])
@@ -141,14 +159,33 @@ def started(row: dict) -> Text:
     return cell(time.strftime("%m-%d %H:%M", time.localtime(row["started"])) if row["started"] else "–")
 
 
-def recent_cells(row: dict, label: str) -> tuple:
-    """The launch screen's recent-runs row of a summary (store.summary): run (its label, fit_all),
-    preset, status, step, loss, started. A run outside the runs root says where it is."""
-    name = cell(label)
-    if row["key"] != row["id"]:
-        name.append(f" ({printable(Path(row['root']).name)})", style="dim")
-    return (name, cell(row["preset"] or "–"), run_status_cell(row), cell(fmt_step(row)),
-            cell(fmt_loss(row["loss"])), started(row))
+def current_step(row: dict) -> Text:
+    """The step without its max (`600000`, not `600000/600000`): the step column in a small terminal."""
+    return cell("?" if row["step"] is None else row["step"])
+
+
+RECENT = {"name": "run", "preset": "preset", "status": "status", "step": "step", "loss": "loss", "started": "started"}
+RECENT_NAME_WIDTH = (20, 40)  # the recent runs' names: cut to no fewer (in the middle) and no more characters
+
+
+def recent_table(rows: list[dict], space: int) -> tuple[list[str], dict[str, int], list[list[Text]]]:
+    """The launch screen's recent runs of summaries (store.summary) laid out in `space` cells like
+    the runs table (fit_columns): run, status and step always, then loss, started and preset while
+    they fit. Returns the columns (the names' is `run`), their widths and each row's cells. A run
+    outside the runs root says where it is after its name, dim."""
+    every = [{"preset": cell(r["preset"] or "–"), "status": run_status_cell(r), "step": cell(fmt_step(r)),
+              "loss": cell(fmt_loss(r["loss"])), "started": started(r)} for r in rows]
+    places = [f" ({printable(Path(r['root']).name)})" if r["key"] != r["id"] else "" for r in rows]
+    columns, widths, labels = fit_columns(
+        RECENT, every, [printable(r["name"]) + place for r, place in zip(rows, places)], space,
+        ("name", "status", "step"), ("loss", "started", "preset", "name"), RECENT_NAME_WIDTH,
+        short={"step": [current_step(r) for r in rows]})
+    for cells, label, place in zip(every, labels, places):
+        cells["name"] = cell(label)
+        if place and label.endswith(place):
+            cells["name"].stylize("dim", len(label) - len(place))
+    keys = ["run" if k == "name" else k for k in columns]
+    return keys, dict(zip(keys, widths.values())), [[cells[k] for k in columns] for cells in every]
 
 
 def peak_text(events: list[dict]) -> str:

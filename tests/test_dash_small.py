@@ -4,6 +4,7 @@ view whole in 80 columns (no sideways scrolling); cut run names that never look 
 compare legend; queue positions on the launch screen; the runner of each runs root in the header;
 the Cerebras-only fields only for backend cerebras."""
 import json
+import time
 
 import pytest
 from conftest import gigagpt
@@ -250,3 +251,93 @@ def test_the_runner_of_each_runs_root(tmp_path, dataset, roots, monkeypatch):  #
             await wait_for(pilot, lambda: str(table.border_subtitle) ==
                            "main: no runner · 1 queued │ other: runner idle", "the short form")
     run(go())
+
+
+def test_runs_table_sorted_by_a_long_runs_root_cuts_it_in_the_middle(tmp_path, monkeypatch):
+    """Sorted by root, with roots named longer than the table has room for: the root column is cut
+    in the middle (no two alike), and run, status, step and best val stay whole, at 80 and 100."""
+    main = tmp_path / "main"
+    synthetic_run(main, STAMPS[0])
+    others = [tmp_path / f"other-root-with-a-long-directory-name-{i}" for i in range(6)]
+    for i, other in enumerate(others):
+        synthetic_run(other, STAMPS[i + 1], step=600000, max_steps=600000, preset="124m")
+    settings = tmp_path / "gigagpt.toml"
+    settings.write_text("[runs]\nroots = [" + ", ".join(json.dumps(str(o)) for o in others) + "]\n")
+    monkeypatch.setenv("GIGAGPT_SETTINGS", str(settings))
+
+    async def go():
+        app = browser(main)
+        async with app.run_test(size=(80, 24)) as pilot:
+            runs = await open_browser(app, pilot)
+            table = runs.query_one("#runs-table", DataTable)
+            while runs.sort_key != "root":
+                await pilot.press("o")
+            for size in ((80, 24), (100, 30)):
+                await pilot.resize_terminal(*size)
+                await pilot.pause()
+                await pilot.pause()
+                lines = shown(app, table)
+                assert table.max_scroll_x == 0 and "root" in runs.columns, (size, lines[0])
+                assert ["run", "root", "▲", "status", "step", "best", "val"] == lines[0].split()[:7], lines[0]
+                roots = [line.split()[1] for line in lines[1:8]]
+                assert roots[0] == "main" and len(set(roots)) == 7, lines
+                for i, root in enumerate(roots[1:]):
+                    assert root.startswith("other-r") and "…" in root and root.endswith(f"-{i}"), root
+                assert all("completed" in line and "600000/600000" in line for line in lines[2:8]), lines
+    run(go())
+
+
+def test_runs_table_whole_at_60_columns(tmp_path):
+    """At 60x20 the sort column (started) yields, said in the bar; a 600000-step run's step shows
+    only the current step; run, status, step and best val never scroll sideways."""
+    root = tmp_path / "runs"
+    for i, name in enumerate(STAMPS[:3]):
+        synthetic_run(root, name, created=1_700_000_000 + i)
+
+    async def go():
+        app = browser(root)
+        async with app.run_test(size=(60, 20)) as pilot:
+            runs = await open_browser(app, pilot)
+            table = runs.query_one("#runs-table", DataTable)
+            state = runs.query_one("#runs-state")
+            for big in (False, True):
+                if big:
+                    synthetic_run(root, "124m-20261129-100000", created=1_700_000_100, step=600000,
+                                  max_steps=600000, preset="124m")
+                    await wait_for(pilot, lambda: len(runs.shown) == 4, "the 124m run")
+                await pilot.pause()
+                lines = shown(app, table)
+                assert table.max_scroll_x == 0 and "started" not in runs.columns, lines
+                assert lines[0].split()[:3] == ["run", "status", "step"] and "  best val " in lines[0], lines[0]
+                assert "sort: started ▼ (o)" in str(state.render()), state.render()
+                row = next(line for line in lines if STAMPS[0] in line).split()
+                assert row[1:3] == ["completed", "3" if big else "3/3"], row
+                if big:
+                    assert next(line for line in lines if "124m-2026" in line).split()[1:3] == ["completed", "600000"]
+    run(go())
+
+
+def test_recent_runs_fit_80_columns_with_a_long_step(tmp_path):
+    """The launch screen's recent runs at 80x24, one of them at the 124m preset's 600000 steps:
+    laid out like the runs table (no sideways scrolling), run, status, step and started whole."""
+    root = tmp_path / "runs"
+    for i, name in enumerate(STAMPS):
+        synthetic_run(root, name, created=1_700_000_000 + i)
+    synthetic_run(root, "124m-20261129-100000", created=1_700_000_100, step=600000, max_steps=600000, preset="124m")
+
+    async def go():
+        app = DashApp(root, probe=False, refresh=0.2)
+        async with app.run_test(size=(80, 24)) as pilot:
+            runs = app.screen.query_one("#runs", DataTable)
+            await wait_for(pilot, lambda: runs.row_count == len(STAMPS) + 1, "the recent runs")
+            await pilot.pause()
+            lines = shown(app, runs)
+            assert runs.max_scroll_x == 0, lines
+            assert ["run", "status", "step", "loss", "started"] == [w for w in lines[0].split() if w != "preset"]
+            big = next(line for line in lines if "124m-20261129-100000" in line)
+            assert "completed  600000/600000" in big and big.rstrip()[-11:] == started_text(1_700_000_100), big
+    run(go())
+
+
+def started_text(created) -> str:
+    return time.strftime("%m-%d %H:%M", time.localtime(created))

@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from app import launch
-from app.cells import fit_all, recent_cells
+from app.cells import recent_table
 from app.launch import FORM_FIELDS, Device, Preset
 from app.messages import BrowseRuns, DevicesChanged, OpenRun, RunsChanged
 from app.preset_table import PresetTable, plan_text
@@ -20,12 +20,11 @@ from gigagpt.config import ConfigError
 from gigagpt.store.files import RunError
 from gigagpt.store.meta import printable
 
-RECENT_COLUMNS = ("run", "preset", "status", "step", "loss", "started")
 CHOICE_FIELDS = {"train.dtype": ("bfloat16", "float32"), "train.compile": ("false", "true"),
                  "train.parallel": ("auto", "ddp", "fsdp"), "train.activation_checkpointing": ("false", "true"),
                  "train.backend": ("torch", "cerebras"), "cerebras.target": ("CSX", "CPU")}
 CEREBRAS_ONLY = tuple(key for key in FORM_FIELDS if key.startswith("cerebras."))  # shown for backend cerebras
-NARROW = 100  # terminal columns below which the form narrows and recent run names are cut shorter
+NARROW = 100  # terminal columns below which the form narrows
 
 
 def launch_question() -> ConfirmScreen:
@@ -65,7 +64,8 @@ class HomeScreen(LaunchQueueKeys, Screen):
         self.presets: list[Preset] = launch.find_presets(self.app.config_dirs)
         self.preset: Preset | None = None
         self.run_order: list[str] = []
-        self.run_cells: dict[str, tuple] = {}  # what each row of the recent runs shows now
+        self.run_cells: dict[str, list] = {}  # what each row of the recent runs shows now
+        self.runs_layout = None  # the recent runs' columns and widths (cells.recent_table)
         self.nproc = 1  # the processes field, once valid
         self.csx_passed: set[tuple] = set()  # override sets that `check-csx` lowered for CSX
         self.cerebras = False  # train.backend is cerebras: its fields and ctrl+t are offered
@@ -106,9 +106,6 @@ class HomeScreen(LaunchQueueKeys, Screen):
         self.query_one("#presets-pane").border_title = "Presets"
         self.query_one("#form").border_title = "Launch"
         table = self.query_one("#presets", PresetTable)
-        runs = self.query_one("#runs", DataTable)
-        for name in RECENT_COLUMNS:
-            runs.add_column(name, key=name)
         self.fill_datasets()
         default = next((p for p in self.presets if p.name == "tiny"), self.presets[0] if self.presets else None)
         if default:
@@ -301,7 +298,7 @@ class HomeScreen(LaunchQueueKeys, Screen):
         self.refresh_runs()
 
     def on_resize(self) -> None:
-        self.refresh_runs()  # names are cut shorter in a narrow terminal
+        self.call_after_refresh(self.refresh_runs)  # laid out to the width, once the table has its new height
 
     def on_runs_changed(self, message: RunsChanged) -> None:
         self.refresh_runs()
@@ -315,10 +312,16 @@ class HomeScreen(LaunchQueueKeys, Screen):
         self.query_one("#runs-pane").border_title = Text(title)
         rows = self.app.tracker.rows
         order = list(rows)
-        names = fit_all([printable(row["name"]) for row in rows.values()], 40 if self.size.width >= NARROW else 24)
-        cells = {key: recent_cells(row, name) for (key, row), name in zip(rows.items(), names)}
+        bar = table.styles.scrollbar_size_vertical if len(order) > table.size.height - 1 else 0
+        columns, widths, every = recent_table(list(rows.values()), self.size.width - 2 - bar)
+        cells = dict(zip(order, every))
+        selected = self.run_order[table.cursor_row] if 0 <= table.cursor_row < len(self.run_order) else None
+        if (columns, widths) != self.runs_layout:
+            table.clear(columns=True)
+            for key in columns:
+                table.add_column(key, key=key, width=widths[key])
+            self.runs_layout, self.run_order = (columns, widths), []
         if order != self.run_order:
-            selected = self.run_order[table.cursor_row] if 0 <= table.cursor_row < len(self.run_order) else None
             table.clear()
             for key in order:
                 table.add_row(*cells[key], key=key)
@@ -327,7 +330,7 @@ class HomeScreen(LaunchQueueKeys, Screen):
                 table.move_cursor(row=order.index(selected))
         else:
             for key in order:
-                for column, value, old in zip(RECENT_COLUMNS, cells[key], self.run_cells.get(key, ())):
+                for column, value, old in zip(columns, cells[key], self.run_cells.get(key, ())):
                     if value != old:
                         table.update_cell(key, column, value)
         self.run_cells = cells

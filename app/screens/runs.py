@@ -15,7 +15,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from app.cells import cell, fit_columns, run_status_cell, started
+from app.cells import cell, current_step, fit_columns, run_status_cell, started
 from app.messages import OpenRun, RunsChanged
 from app.screens.queue_actions import RunsQueueKeys
 from app.screens.run_actions import RunActions
@@ -29,8 +29,9 @@ MAX_COMPARE = 8
 NAME_WIDTH = (20, 40)  # the names' column: cut to no fewer (cut in the middle) and no more characters
 
 # column key -> (header, the summary key it sorts by, its cell). Wide terminals show them all; a
-# narrow one shows REQUIRED and the sort column, then the others in OPTIONAL's order while they fit
-# (at "name" the names widen; the detail line under the table shows the rest of the run).
+# narrow one shows REQUIRED, the sort column (cut in the middle when it is in CUT), then the others
+# in OPTIONAL's order while they fit (at "name" the names widen; the detail line under the table
+# shows the rest of the run). A small one (60 columns) may drop the sort column, the step's max.
 COLUMNS = {
     "mark": (" ", None, None),
     "name": ("run", "name", None),  # the names shown, cut together (fit_all): never two alike
@@ -50,7 +51,8 @@ COLUMNS = {
 }
 SORTABLE = [k for k, (_, key, _) in COLUMNS.items() if key]
 REQUIRED = ("mark", "name", "status", "step", "best_val")
-OPTIONAL = ("root", "loss", "preset", "val_loss", "tokens", "tok_s", "duration", "device", "name", "tags", "started")
+OPTIONAL = ("root", "loss", "preset", "val_loss", "tokens", "tok_s", "duration", "device", "name", "started", "tags")
+CUT = ("root", "preset", "device", "tags")  # text cut in the middle when it does not fit whole: tags, the sort column
 SCREEN_ROWS = 7  # the screen's rows besides the table's: filter bar, borders, header, detail, footer
 
 
@@ -134,8 +136,8 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
         every = [{k: self.cell(k, r) for k in keys if k != "name"} for r in shown]
         columns, widths, labels = fit_columns(
             {k: self.header(k) for k in keys}, every, [printable(r["name"]) for r in shown],
-            self.table_space(len(shown)), (*REQUIRED, self.sort_key), [k for k in OPTIONAL if k in keys], NAME_WIDTH,
-            cut=("tags",))
+            self.table_space(len(shown)), REQUIRED, [k for k in dict.fromkeys((self.sort_key, *OPTIONAL)) if k in keys],
+            NAME_WIDTH, cut=tuple({"tags", self.sort_key} & set(CUT)), short={"step": [current_step(r) for r in shown]})
         self.labels = dict(zip([r["key"] for r in shown], labels))
         names = [cell(label, "bold red" if r["problem"] else "") for label, r in zip(labels, shown)]
         return columns, widths, [[name if k == "name" else cells[k] for k in columns]
@@ -194,7 +196,8 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
             parts.append(f"{damaged} damaged")
         if self.selected:
             parts.append(f"{len(self.selected)} selected")
-        parts.append(f"status: {self.status_filter} (f) · sort (o) · ? keys")
+        sort = "" if self.sort_key in self.columns else f": {self.header(self.sort_key)}"  # its column did not fit
+        parts.append(f"status: {self.status_filter} (f) · sort{sort} (o) · ? keys")
         self.query_one("#runs-state", Static).update(Text(" · ".join(parts)))
         self.query_one("#runs-table").border_title = Text(printable(self.app.roots_title()))
         self.query_one("#runs-table").border_subtitle = Text(self.app.tracker.queue.line(max(30, self.size.width - 8)))
