@@ -14,13 +14,17 @@ def env_path(name: str) -> Path | None:
     is); unset and empty are the same (GIGAGPT_RUNS= is not `.`). ConfigError for a ~user that
     does not exist (else it would be a directory named `~nouser` in the current one)."""
     value = os.environ.get(name, "")
-    if not value:
-        return None
+    return expand(value, f"${name}") if value else None
+
+
+def expand(text: str, where: str) -> Path:
+    """A path from the environment or the settings file, `~` expanded; ConfigError naming `where`
+    for a ~user that does not exist or a `~` with no home directory (never a directory named `~x`)."""
     try:
-        return Path(value).expanduser()
-    except RuntimeError:  # no such user, or no home directory for `~`
-        user = value.split("/")[0]
-        raise ConfigError(f"${name} = {show(value)}: cannot expand {user}: "
+        return Path(text).expanduser()
+    except RuntimeError:
+        user = text.split("/")[0]
+        raise ConfigError(f"{where} = {show(text)}: cannot expand {user}: "
                           f"{'no home directory' if user == '~' else 'no such user'}; use a full path") from None
 
 
@@ -45,9 +49,10 @@ def cache_dir() -> Path:
     base = os.environ.get("LOCALAPPDATA") if sys.platform == "win32" else os.environ.get("XDG_CACHE_HOME")
     if base and sys.platform != "darwin":
         return Path(base) / "gigagpt"
-    if home() is None:
+    user = home()
+    if user is None:
         raise ConfigError("no home directory for the cache (no $HOME, no passwd entry): set GIGAGPT_CACHE")
-    return home() / "Library" / "Caches" / "gigagpt" if sys.platform == "darwin" else home() / ".cache" / "gigagpt"
+    return user / "Library" / "Caches" / "gigagpt" if sys.platform == "darwin" else user / ".cache" / "gigagpt"
 
 
 def settings_path() -> Path | None:
@@ -100,27 +105,21 @@ def extra_runs_roots() -> list[Path]:
     roots = raw.get("roots", [])
     if not isinstance(roots, list) or not all(isinstance(r, str) and r and "\0" not in r for r in roots):
         raise ConfigError(f"{path}: [runs] roots = {roots!r}: must be a list of paths (strings)")
-    try:
-        return [path.parent / Path(r).expanduser() for r in roots]  # an absolute path stays itself
-    except RuntimeError as e:  # ~user that does not exist
-        raise ConfigError(f"{path}: [runs] roots = {roots!r}: {e}") from None
-
-
-def expand(path: str, key: str) -> Path:
-    """A settings file's path with `~` expanded; ConfigError for a ~user that does not exist."""
-    try:
-        return Path(path).expanduser()
-    except RuntimeError as e:
-        raise ConfigError(f"{settings_path()}: {key} = {show(path)}: {e}") from None
+    return [path.parent / expand(r, f"{path}: [runs] roots") for r in roots]  # an absolute path stays itself
 
 
 CEREBRAS_ENV = REPO / ".venv-cerebras"  # where scripts/cerebras-env.sh builds the SDK's environment
 
 
+def named_cerebras_python() -> tuple[Path, str | None]:
+    """(the Cerebras SDK's Python, the settings file's [python] cerebras text or None: the default)."""
+    named = settings().get("python", {}).get("cerebras")
+    return (expand(named, f"{settings_path()}: [python] cerebras") if named else CEREBRAS_ENV / "bin" / "python"), named
+
+
 def cerebras_python() -> Path:
     """The Python of the Cerebras SDK's environment: settings [python] cerebras, else the default."""
-    named = settings().get("python", {}).get("cerebras")
-    python = expand(named, "[python] cerebras") if named else CEREBRAS_ENV / "bin" / "python"
+    python, named = named_cerebras_python()
     if not os.access(python, os.X_OK):
         where = f"{settings_path()}: [python] cerebras = {named!r}" if named else f"{python}"
         raise ConfigError(f"no Python for the Cerebras backend at {where}; build its environment with "
@@ -165,8 +164,7 @@ def describe() -> list[str]:
              f"cache              {cache_dir()} ({source('GIGAGPT_CACHE')})"]
     try:
         lines += [f"more runs roots    {r} (settings [runs] roots)" for r in extra_runs_roots()]
-        named = settings().get("python", {}).get("cerebras")
-        python = expand(named, "[python] cerebras") if named else CEREBRAS_ENV / "bin" / "python"
+        python, named = named_cerebras_python()
         ready = "" if os.access(python, os.X_OK) else ", not there: gigagpt env cerebras builds it"
         lines.append(f"Cerebras SDK       {python} ({'settings [python] cerebras' if named else 'default'}{ready})")
     except ConfigError as e:
