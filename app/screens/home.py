@@ -313,7 +313,8 @@ class HomeScreen(LaunchQueueKeys, Screen):
         rows = self.app.tracker.rows
         order = list(rows)
         bar = table.styles.scrollbar_size_vertical if len(order) > table.size.height - 1 else 0
-        columns, widths, every = recent_table(list(rows.values()), self.size.width - 2 - bar)
+        width = table.size.width or self.size.width - 2  # its own width: the screen's scrollbar may take a column
+        columns, widths, every = recent_table(list(rows.values()), width - bar)
         cells = dict(zip(order, every))
         selected = self.run_order[table.cursor_row] if 0 <= table.cursor_row < len(self.run_order) else None
         if (columns, widths) != self.runs_layout:
