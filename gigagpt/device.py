@@ -76,7 +76,10 @@ def _trusted(entry, state: dict, now: float) -> float | None:
     if type(entry) is not dict or entry.get("machine") != state:
         return None
     flops, at = entry.get("flops"), entry.get("measured_at")
-    if not all(type(v) in (int, float) and math.isfinite(v) for v in (flops, at)):
+    try:  # a 400-digit integer is valid JSON and overflows a float
+        if not all(type(v) in (int, float) and math.isfinite(v) for v in (flops, at)):
+            return None
+    except OverflowError:
         return None
     return float(flops) if 0 < flops < 1e18 and now - PEAK_MAX_AGE_S <= at <= now + 60 else None
 
@@ -96,14 +99,16 @@ def cpu_peak_flops(dtype: str, exceeded: float | None = None) -> float:
     flops = _trusted(cached.get(dtype), state, now)
     if flops is not None and exceeded is None:
         return flops
+    measured_at = now
     if flops is not None and now - cached[dtype]["measured_at"] < PEAK_REPROBE_S:
         flops = max(flops, exceeded)  # measured moments ago: the run's own figure is the better one
+        measured_at = cached[dtype]["measured_at"]  # a raise is no probe: the next one comes when due
     else:
         flops = max(probe_matmul_flops(dtype), exceeded or 0.0)
     keep = {k: cached[k] for k in PEAK_DTYPES if k != dtype and _trusted(cached.get(k), state, now) is not None}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, {**keep, dtype: {"flops": flops, "measured_at": now, "machine": state}})
+        write_json(path, {**keep, dtype: {"flops": flops, "measured_at": measured_at, "machine": state}})
     except OSError:
         pass  # an unwritable cache only costs the probe again next time
     return flops

@@ -53,6 +53,7 @@ BAD_CACHES = {
     "old format": json.dumps({"x86_64|2.13|2|float32": 5e11}).encode(),
     "nan": None, "infinite": None, "negative": None, "a bool": None, "a string": None, "stale": None,
     "in the future": None, "another machine": None, "other threads": None, "no machine": None, "deep": b"[" * 100000,
+    "a huge integer": None, "a huge time": None,
 }
 ENTRIES = {
     "nan": {"flops": float("nan")}, "infinite": {"flops": float("inf")}, "negative": {"flops": -1.0},
@@ -62,6 +63,7 @@ ENTRIES = {
     "another machine": {"machine": {**gdevice.machine_state(), "cpu": "another CPU"}},
     "other threads": {"machine": {**gdevice.machine_state(), "threads": 999}},
     "no machine": {"machine": None},
+    "a huge integer": {"flops": 10**400}, "a huge time": {"measured_at": 10**400},  # valid JSON, no float
 }
 
 
@@ -92,6 +94,17 @@ def test_a_run_above_the_peak_measures_again_and_caches_at_least_its_own_figure(
     assert gdevice.cpu_peak_flops("float32") == 500.0 and len(probes) == 1
     path.write_text(json.dumps({"float32": entry(flops=50.0, measured_at=time.time() - 3600)}))
     assert gdevice.cpu_peak_flops("float32", exceeded=500.0) == 500.0 and len(probes) == 2  # the run beat the probe
+    # raising without a probe keeps the probe's time: runs that keep beating it cannot put the next probe off forever
+    probed_at = json.loads(path.read_text())["float32"]["measured_at"]
+    assert gdevice.cpu_peak_flops("float32", exceeded=600.0) == 600.0 and len(probes) == 2
+    assert json.loads(path.read_text())["float32"]["measured_at"] == probed_at
+
+
+def test_a_bad_entry_of_the_other_dtype_is_dropped_not_a_crash(tmp_path, probes):
+    path = cache_file(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"bfloat16": entry(flops=10**400)}))
+    assert gdevice.cpu_peak_flops("float32") == 101.0 and list(json.loads(path.read_text())) == ["float32"]
 
 
 def test_the_probe_measures_a_positive_rate():
