@@ -14,6 +14,7 @@ splits, checks and writes the dataset; gigagpt/data_cli.py is the command line.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -30,6 +31,8 @@ from gigagpt.corpus import BLOCK, OPENWEBTEXT_SPLIT, DataError, Source, default_
 from gigagpt.dataset import resolve_dataset
 from gigagpt.encode_workers import Progress, start_helpers, tokenize_to
 from gigagpt.settings import data_root
+from gigagpt.store.files import os_reason
+from gigagpt.store.lock import pid_alive
 from gigagpt.tokenizer import EOT, VOCAB_SIZE, get_tokenizer
 
 DATASET_FILES = ("meta.json", "train.bin", "val.bin")
@@ -91,6 +94,18 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def remove_killed_leftovers(out: Path) -> None:
+    """Remove the temporary directories of killed prepares to `out` (openwebtext's is many GB): those
+    whose process is gone, or whose pid is now another process's, started after it last wrote there."""
+    for left in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
+        pid = left.name.rpartition("-")[2]
+        try:
+            if pid.isdigit() and not pid_alive(int(pid), started_by=left.stat().st_mtime):
+                shutil.rmtree(left, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def write_dataset(out: Path, source: Source, pool, workers: int, val_fraction: float,
                   counts: dict) -> dict:
     """Tokenize the source into a temporary directory beside out, then rename it to out (a
@@ -98,6 +113,7 @@ def write_dataset(out: Path, source: Source, pool, workers: int, val_fraction: f
     started = time.monotonic()
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run that had our pid
+    remove_killed_leftovers(out)
     tmp.mkdir(parents=True)
     try:
         progress = Progress(source.size)
@@ -161,6 +177,8 @@ def prepare(spec: str, out=None, val_fraction=None, workers=None, text_field="te
     pool = start_helpers(workers)
     try:
         meta = write_dataset(out, source, pool, workers, val_fraction, counts)
+    except OSError as e:  # a full disk, a source file gone unreadable: one line, the temporary directory removed
+        raise DataError(f"{out}: dataset not written ({os_reason(e)}{f': {e.filename}' if e.filename else ''})") from None
     except BrokenProcessPool:
         raise DataError("a tokenizing process died (out of memory? killed?); nothing was "
                         "written; try again, or with fewer --workers") from None

@@ -155,3 +155,36 @@ def reap_started(*extra) -> None:
             proc.wait(timeout=30)
     launch.STARTED.clear()
     launch.HELPERS.clear()
+
+
+# ---------------------------------------------------------------------------- a full disk
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real filesystem that fills up: a tmpfs of the given size, unmounted afterwards."""
+    mounts = []
+
+    def mount(size: str):
+        where = tmp_path / f"disk{len(mounts)}"
+        where.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {proc.stderr.strip()}")
+        mounts.append(where)
+        return where
+
+    yield mount
+    for where in mounts:
+        subprocess.run(["umount", "-l", str(where)])
+
+
+def fill(disk):
+    """Take every free byte of a filesystem."""
+    with open(disk / "filler", "ab", buffering=0) as f:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    f.write(b"x" * size)
+            except OSError:
+                pass

@@ -461,3 +461,28 @@ def test_a_helper_that_dies_fails_the_prepare_cleanly(cache, tmp_path, monkeypat
         prepare(str(tmp_path / "t.txt"), str(tmp_path / "data" / "t"), workers=2)
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
     assert not multiprocessing.active_children()
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(run, tmp_path, small_disk):
+    (tmp_path / "big.txt").write_text("To be, or not to be, that is the question.\n" * 60000)  # ~2.6 MB of text
+    disk = small_disk("1m")  # ~0.6M tokens = 1.2 MB of uint16: cannot fit
+    r = run("data", "prepare", tmp_path / "big.txt", "--workers", "1", "--out", disk / "ds")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"gigagpt: error: {disk / 'ds'}: dataset not written (No space left on device")
+    assert os.listdir(disk) == []
+
+
+def test_a_killed_prepares_temporary_directory_is_removed_by_the_next(run, tmp_path):
+    """A prepare killed with SIGKILL leaves .NAME.tmp-PID; the next prepare to the same --out removes it
+    when PID is gone (or now names a process started after it), and never a live prepare's."""
+    (tmp_path / "a.txt").write_text("some text\n" * 100)
+    data = tmp_path / "data"
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()  # a pid that is gone
+    dead, live = data / f".a.tmp-{killed.pid}", data / ".a.tmp-1"  # pid 1: alive, started long before
+    for d in (dead, live):
+        d.mkdir(parents=True)
+        (d / "all.bin").write_bytes(b"\0" * 1000)
+    assert run("data", "prepare", tmp_path / "a.txt").returncode == 0
+    assert not dead.exists() and live.exists() and (data / "a" / "train.bin").is_file()

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from conftest import REPO, gigagpt
+from conftest import REPO, fill, gigagpt
 
 from gigagpt.settings import CEREBRAS_ENV
 from gigagpt.store.layout import checkpoints
@@ -282,38 +282,7 @@ def test_stale_temp_files_are_removed_at_start(walk512, tmp_path):
     assert not os.path.lexists(run / ".reserve.tmp")  # the trainer's own reserve goes when it ends
 
 
-# ---------------------------------------------------------------------------- a full disk
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real filesystem that fills up: a tmpfs of the given size, unmounted afterwards."""
-    mounts = []
-
-    def mount(size: str):
-        where = tmp_path / f"disk{len(mounts)}"
-        where.mkdir()
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {proc.stderr.strip()}")
-        mounts.append(where)
-        return where
-
-    yield mount
-    for where in mounts:
-        subprocess.run(["umount", "-l", str(where)])
-
-
-def fill(disk):
-    """Take every free byte of a filesystem."""
-    with open(disk / "filler", "ab", buffering=0) as f:
-        for size in (1 << 20, 4096, 1):
-            try:
-                while True:
-                    f.write(b"x" * size)
-            except OSError:
-                pass
-
+# ---------------------------------------------------------------------------- a full disk (conftest.small_disk)
 
 def ended_failed(run, what, proc, out):
     """The run ended `failed` with the OS's reason naming `what`, in meta.json and as the last
