@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.cells import cell_len
 from rich.text import Text
 
-from gigagpt.listing import fmt_loss, fmt_step
+from gigagpt.listing import fmt_duration, fmt_loss, fmt_step
 from gigagpt.store.meta import printable
 from gigagpt.store.metrics import number as finite_number
 
@@ -155,8 +155,18 @@ def fit_columns(headers: dict[str, str], rows: list[dict], names: list[str], spa
     return columns, {k: widths[k] for k in columns}, fit_all(names, widths["name"])
 
 
+def never_started(row: dict) -> bool:
+    """A queued or cancelled run: its `started` is only when it was made, its duration nothing."""
+    return row["status"] in ("queued", "cancelled")
+
+
 def started(row: dict) -> Text:
-    return cell(time.strftime("%m-%d %H:%M", time.localtime(row["started"])) if row["started"] else "–")
+    shown = row["started"] and not never_started(row)
+    return cell(time.strftime("%m-%d %H:%M", time.localtime(row["started"])) if shown else "–")
+
+
+def duration(row: dict) -> Text:
+    return cell("–" if never_started(row) else fmt_duration(row["duration"]))
 
 
 def current_step(row: dict) -> Text:

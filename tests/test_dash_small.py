@@ -9,11 +9,11 @@ import time
 import pytest
 from conftest import gigagpt
 from test_dash_app import run, wait_for
-from test_dash_browse import browser, go_to, open_browser, synthetic_run
+from test_dash_browse import browser, cell, go_to, open_browser, synthetic_run
 from test_dash_queue import roots, wait_until  # noqa: F401 - roots: a fixture (kills the runners it lists)
 from test_queue import sets
 from textual.notifications import Notify
-from textual.widgets import DataTable, Select
+from textual.widgets import DataTable, Select, Static
 
 from app.main import DashApp
 from app.screens.compare import CompareScreen
@@ -192,6 +192,38 @@ def test_sweep_view_header_and_table_whole_in_the_width(tmp_path, size):
             assert "best val" in lines[0] and table.max_scroll_x == 0, lines
             best = next(line for line in lines if "★" in line).split()
             assert best[2:4] == ["0.01", "completed"] and best[5] == "2.9000", best  # ★, run, lr, ..., best val
+    run(go())
+
+
+def test_runs_that_never_started_show_no_start_time(tmp_path):
+    """A queued and a cancelled run show "–" as started (their created time is only when they were
+    made) and as duration, on the launch screen and in the runs screen, whose detail line says
+    "not started"; a completed run shows its own."""
+    root = tmp_path / "runs"
+    synthetic_run(root, "done", created=1_700_000_000)
+    synthetic_run(root, "waiting", created=1_700_000_100, status="queued", step=0, queue_order=1)
+    synthetic_run(root, "dropped", created=1_700_000_200, status="cancelled", step=0)
+
+    async def go():
+        app = DashApp(root, probe=False, refresh=0.2)
+        async with app.run_test(size=(160, 48)) as pilot:
+            recent = app.screen.query_one("#runs", DataTable)
+            await wait_for(pilot, lambda: recent.row_count == 3, "the recent runs")
+            assert [recent.get_cell(k, "started").plain for k in ("done", "waiting", "dropped")] == [
+                started_text(1_700_000_000), "–", "–"]
+            await pilot.press("b")
+            runs = await open_browser(app, pilot)
+            detail = runs.query_one("#run-detail", Static)
+            for run_id in ("done", "waiting", "dropped"):
+                await go_to(pilot, runs, run_id)
+                await pilot.pause()
+                ran = (cell(runs, run_id, "started"), cell(runs, run_id, "duration"))
+                if run_id == "done":
+                    assert ran == (started_text(1_700_000_000), "0m10s"), ran
+                    assert " · started 20" in str(detail.content) and " · 0m10s · " in str(detail.content)
+                else:
+                    assert ran == ("–", "–"), (run_id, ran)
+                    assert " · not started · val" in str(detail.content) and "started 20" not in str(detail.content)
     run(go())
 
 

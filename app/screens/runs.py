@@ -15,7 +15,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from app.cells import cell, current_step, fit_columns, run_status_cell, started
+from app.cells import cell, current_step, duration, fit_columns, never_started, run_status_cell, started
 from app.messages import OpenRun, RunsChanged
 from app.screens.queue_actions import RunsQueueKeys
 from app.screens.run_actions import RunActions
@@ -46,7 +46,7 @@ COLUMNS = {
     "tok_s": ("tok/s", "tok_s", lambda r: cell(human_count(r["tok_s"]))),
     "device": ("device", "device", lambda r: cell(r["device"] or "–")),
     "started": ("started", "started", started),
-    "duration": ("duration", "duration", lambda r: cell(fmt_duration(r["duration"]))),
+    "duration": ("duration", "duration", duration),
     "tags": ("tags", None, lambda r: cell(",".join(r["tags"]))),
 }
 SORTABLE = [k for k, (_, key, _) in COLUMNS.items() if key]
@@ -229,8 +229,9 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
                 detail.update(Text(f"no run of {len(self.rows)} matches the filter and status "
                                    f"{self.status_filter} (f changes it)"))
             return
+        ran = "not started" if never_started(row) else f"started {fmt_time(row['started'])} · {fmt_duration(row['duration'])}"
         line1 = Text.assemble((printable(row["id"]), "bold"), f"  {row['preset'] or '–'} · {row['device'] or '–'}"
-                              f" · started {fmt_time(row['started'])} · {fmt_duration(row['duration'])}"
+                              f" · {ran}"
                               f" · val {fmt_loss(row['val_loss'])} · checkpoints {row['checkpoints']}",
                               f" · tags {', '.join(row['tags'])}" if row["tags"] else "",
                               f" · root {printable(row['root'])}" if self.many_roots() else "")
