@@ -17,13 +17,10 @@ from textual.widgets import Input, Static
 from app import queue
 from app.messages import RefreshRuns
 from app.screens.dialogs import ConfirmScreen
+from app.screens.run_actions import label
 from gigagpt.store.files import RunError
-from gigagpt.store.meta import printable, read_meta
+from gigagpt.store.meta import read_meta
 from gigagpt.store.queue import runner_state
-
-
-def label(row: dict) -> str:
-    return printable(row["id"])
 
 
 def offer_runner(screen) -> None:
