@@ -18,7 +18,7 @@ from gigagpt.config import ConfigError, load_config
 from gigagpt.queue_cli import MAX_SWEEP, parse_grid
 from gigagpt.store.files import RunError
 from gigagpt.store.meta import printable, read_meta
-from gigagpt.store.queue import runner_state
+from gigagpt.store.queue import order_of, runner_state
 
 CLI_TIMEOUT = 120  # seconds: queueing is checking a config and writing two files a run
 
@@ -130,7 +130,7 @@ class QueueWatch:
         if cached is None or cached[0] != stamp:
             try:
                 meta = read_meta(Path(path))
-                order = meta.queue_order if meta.queue_order is not None else meta.created or 0.0
+                order = order_of(meta)
             except RunError:
                 order = row["started"] or 0.0
             cached = self._orders[path] = (stamp, order)
