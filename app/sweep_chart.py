@@ -11,13 +11,14 @@ import numpy as np
 
 from app.widgets import RUN_COLORS, MatrixPlot
 from gigagpt.store.meta import printable
+from gigagpt.store.metrics import number as finite_number
 
 BEST_MARKER = "★"
 BEST_COLOR = "red"
 
 
 def is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return finite_number(v) is not None
 
 
 def fmt_value(v) -> str:
