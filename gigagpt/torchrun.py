@@ -11,14 +11,14 @@ import signal
 import sys
 import tempfile
 
-SAID_DIR = "GIGAGPT_SAID_DIR"  # set for the ranks: a directory with a file for each error line printed
+SAID_DIR = "GIGAGPT_SAID_DIR"  # set for the ranks: "<launcher pid>:<a directory with a file per line printed>"
 
 
 def say_once(line: str, file=None) -> None:
     """An error line on stderr, unless another rank of this node has printed the same line: the
     first rank to create its file prints it. A rank's own error (only rank 1 fails) still shows."""
-    said = os.environ.get(SAID_DIR)
-    if said:
+    launcher, _, said = os.environ.get(SAID_DIR, "").partition(":")
+    if said and launcher == str(os.getppid()):  # a rank of this launcher, not a process that inherited it
         name = hashlib.sha256(line.encode("utf-8", "surrogatepass")).hexdigest()
         try:
             os.close(os.open(os.path.join(said, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -50,6 +50,16 @@ def leave_group(code: int) -> int:
 
 
 def main() -> int:
+    code = launch()
+    if code and "--run-dir" in sys.argv[:-1]:  # `train --nproc`'s new run directory, refused before a file was written
+        try:
+            os.rmdir(sys.argv[sys.argv.index("--run-dir") + 1])  # only an empty one: nothing is lost
+        except OSError:
+            pass
+    return code
+
+
+def launch() -> int:
     os.environ.setdefault("LOGLEVEL", "CRITICAL")  # torch's elastic loggers take their level from it
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -59,7 +69,7 @@ def main() -> int:
         logging.getLogger(name).setLevel(os.environ["LOGLEVEL"])
     try:
         with tempfile.TemporaryDirectory(prefix="gigagpt-said-") as said:
-            os.environ[SAID_DIR] = said  # the workers inherit this process's environment
+            os.environ[SAID_DIR] = f"{os.getpid()}:{said}"  # the workers inherit this process's environment
             run(parse_args(sys.argv[1:]))
     except ChildFailedError as e:
         failures = sorted((f.local_rank, f.exitcode) for f in e.failures.values())

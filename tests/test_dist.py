@@ -163,6 +163,10 @@ def test_a_refusal_of_every_rank_is_one_line(dataset, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and lines == ["gigagpt: error: --device mps: no Apple MPS device is available"], proc.stderr
     assert not (tmp_path / "x").exists()
+    # the launcher makes the new run's directory under the runs root before the ranks refuse: it goes again
+    proc = gigagpt("train", "tiny", "--set", f"data.dataset={dataset}", "--nproc", "2", "--device", "mps",
+                   "--runs-root", tmp_path / "runs", check=False)
+    assert proc.returncode == 2 and [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")] == []
 
 
 def test_a_refusal_of_one_rank_still_shows(tmp_path):
@@ -175,3 +179,13 @@ def test_a_refusal_of_one_rank_still_shows(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "no-such-preset" in lines[0], proc.stderr
     assert "parameters" in proc.stdout.lower(), proc.stdout  # rank 0's plan
+
+
+def test_an_inherited_said_dir_silences_nothing(tmp_path):
+    """GIGAGPT_SAID_DIR counts only for the ranks of the launcher that set it: a process that
+    inherited it (a stale export, a command started from inside a rank) prints every line."""
+    env = {**os.environ, "GIGAGPT_SAID_DIR": f"1:{tmp_path}"}  # another launcher's (pid 1)
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-m", "gigagpt", "train", str(tmp_path / "none.toml")], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and "not found" in proc.stderr, proc.stderr
