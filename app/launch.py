@@ -271,18 +271,27 @@ def start_sample(run_dir: Path, prompt: str, temperature: float, top_k: int, max
     return proc
 
 
-def export_hf(run_dir: Path, out: Path) -> tuple[bool, str]:
-    """`gigagpt export-hf RUN --out DIR`, waited for: (succeeded, its last line)."""
-    proc = subprocess.Popen([sys.executable, "-m", "gigagpt", "export-hf", str(Path(run_dir).resolve()), "--out",
-                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            start_new_session=True, text=True, errors="replace")
-    HELPERS.append(proc)
+def cli(args: list, timeout: float | None = None) -> tuple[bool, str]:
+    """`gigagpt ARGS`, waited for (from a worker thread): (succeeded, its last line: stdout's on
+    success, stderr's on failure, less the `gigagpt: error: ` prefix)."""
+    proc = subprocess.Popen([sys.executable, "-m", "gigagpt", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True, text=True,
+                            errors="replace")
+    HELPERS.append(proc)  # killed by the tests' teardown should one hang
     try:
-        said, err = proc.communicate()
+        said, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        cancel(proc)
+        return False, f"gigagpt {' '.join(map(str, args[:2]))}: no answer in {timeout:g} s; stopped"
     finally:
         forget(proc)
     lines = (said if proc.returncode == 0 else err or said).strip().splitlines()
     return proc.returncode == 0, lines[-1].removeprefix("gigagpt: error: ") if lines else f"exit {proc.returncode}"
+
+
+def export_hf(run_dir: Path, out: Path) -> tuple[bool, str]:
+    """`gigagpt export-hf RUN --out DIR`, waited for: (succeeded, its last line)."""
+    return cli(["export-hf", Path(run_dir).resolve(), "--out", out])
 
 
 def forget(proc: subprocess.Popen) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from app import launch
@@ -25,22 +23,8 @@ CLI_TIMEOUT = 120  # seconds: queueing is checking a config and writing two file
 
 # ---------------------------------------------------------------------------- the command lines
 
-def cli(args: list[str], timeout: float = CLI_TIMEOUT) -> tuple[bool, str]:
-    """`gigagpt ARGS`, waited for (from a worker thread): (succeeded, its last line: stdout's on
-    success, stderr's on failure, less the `gigagpt: error: ` prefix)."""
-    proc = subprocess.Popen([sys.executable, "-m", "gigagpt", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True, text=True,
-                            errors="replace")
-    launch.HELPERS.append(proc)  # killed by the tests' teardown should one hang
-    try:
-        said, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        launch.cancel(proc)
-        return False, f"gigagpt {' '.join(map(str, args[:2]))}: no answer in {timeout:g} s; stopped"
-    finally:
-        launch.forget(proc)
-    lines = (said if proc.returncode == 0 else err or said).strip().splitlines()
-    return proc.returncode == 0, lines[-1].removeprefix("gigagpt: error: ") if lines else f"exit {proc.returncode}"
+def cli(args: list[str]) -> tuple[bool, str]:
+    return launch.cli(args, CLI_TIMEOUT)
 
 
 def set_args(overrides: list[str]) -> list[str]:
