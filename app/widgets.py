@@ -36,7 +36,8 @@ class ChartView:
 
 class ChartKeys:
     """The chart view keys of a screen with a `view` (ChartView) and a `view_changed()` redraw:
-    l log-y, +/- smoothing, x the x axis. Screens list VIEW_BINDINGS among their BINDINGS."""
+    l log-y, +/- smoothing, x the x axis. Screens list VIEW_BINDINGS among their BINDINGS, and
+    CURVE_BINDINGS (v: train, val or both) where they draw a CompareChart."""
 
     VIEW_BINDINGS = [
         Binding("l", "log_y", "Log-y"),
@@ -44,6 +45,15 @@ class ChartKeys:
         Binding("minus", "smoothing(False)", "Smooth-"),
         Binding("x", "x_axis", "X axis"),
     ]
+    CURVE_BINDINGS = [Binding("v", "curves", "Train/val")]
+
+    def view_changed(self) -> None:
+        self.query_one(CompareChart).refresh()  # a screen with other charts redraws its own
+
+    def action_curves(self) -> None:
+        chart = self.query_one(CompareChart)
+        chart.show_curves = SHOW_CURVES[(SHOW_CURVES.index(chart.show_curves) + 1) % len(SHOW_CURVES)]
+        self.view_changed()
 
     def action_log_y(self) -> None:
         self.view.log_y = not self.view.log_y

@@ -192,6 +192,8 @@ def test_sweep_view_header_and_table_whole_in_the_width(tmp_path, size):
             assert "best val" in lines[0] and table.max_scroll_x == 0, lines
             best = next(line for line in lines if "★" in line).split()
             assert best[2:4] == ["0.01", "completed"] and best[5] == "2.9000", best  # ★, run, lr, ..., best val
+            await pilot.press("v")  # the curves' key (ChartKeys, as in the compare screen)
+            assert view.query_one("#sweep-curves").show_curves == "train"
     run(go())
 
 

@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from app.cells import cell, fit_all, short
-from app.widgets import RUN_COLORS, SHOW_CURVES, ChartKeys, ChartView, CompareChart
+from app.widgets import RUN_COLORS, ChartKeys, ChartView, CompareChart
 from gigagpt.listing import fmt_loss, fmt_step, human_count
 from gigagpt.store.curves import config_diff, load_curves
 from gigagpt.store.meta import printable
@@ -32,7 +32,7 @@ class CompareScreen(ChartKeys, Screen):
             "results, then every config key whose value differs between the runs.")
     BINDINGS = [
         *ChartKeys.VIEW_BINDINGS,
-        Binding("v", "curves", "Train/val"),
+        *ChartKeys.CURVE_BINDINGS,
         Binding("q,escape", "back", "Back"),
         Binding("question_mark", "app.help", "Help"),
     ]
@@ -106,9 +106,6 @@ class CompareScreen(ChartKeys, Screen):
 
     # -- keys
 
-    def view_changed(self) -> None:
-        self.query_one(CompareChart).refresh()
-
     def action_x_axis(self) -> None:
         self.view.next_x_axis()
         chart = self.query_one(CompareChart)
@@ -116,8 +113,3 @@ class CompareScreen(ChartKeys, Screen):
             self.reload_for_axis(self.view.x_axis)  # redraws as the column arrives
         else:
             self.view_changed()
-
-    def action_curves(self) -> None:
-        chart = self.query_one(CompareChart)
-        chart.show_curves = SHOW_CURVES[(SHOW_CURVES.index(chart.show_curves) + 1) % len(SHOW_CURVES)]
-        self.view_changed()

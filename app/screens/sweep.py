@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Footer, Static
 from app.cells import cell, fit, fit_columns, run_status_cell
 from app.messages import OpenRun, RunsChanged
 from app.sweep_chart import BEST_MARKER, SweepChart, fmt_value, short_key, sort_value, sweep_plot, value_label
-from app.widgets import RUN_COLORS, SHOW_CURVES, ChartKeys, ChartView, CompareChart
+from app.widgets import RUN_COLORS, ChartKeys, ChartView, CompareChart
 from gigagpt.listing import fmt_loss, fmt_step
 from gigagpt.store.files import RunError
 from gigagpt.store.meta import printable, read_meta
@@ -42,7 +42,7 @@ class SweepScreen(ChartKeys, Screen):
             "their last train loss. Enter opens the run under the cursor.")
     BINDINGS = [
         *ChartKeys.VIEW_BINDINGS,
-        Binding("v", "curves", "Train/val"),
+        *ChartKeys.CURVE_BINDINGS,
         Binding("b", "metric", "Best/final val"),
         Binding("q,escape", "back", "Back"),
         Binding("question_mark", "app.help", "Help"),
@@ -236,20 +236,12 @@ class SweepScreen(ChartKeys, Screen):
 
     # -- keys
 
-    def view_changed(self) -> None:
-        self.query_one(CompareChart).refresh()
-
     def action_x_axis(self) -> None:
         self.view.next_x_axis()
         if self.view.x_axis != "step":
             self.loaded.clear()  # read again with the new axis's column
             self.curves = {k: c for k, c in self.curves.items() if self.view.x_axis in c["train"]}
             self.load_changed()
-        self.view_changed()
-
-    def action_curves(self) -> None:
-        chart = self.query_one(CompareChart)
-        chart.show_curves = SHOW_CURVES[(SHOW_CURVES.index(chart.show_curves) + 1) % len(SHOW_CURVES)]
         self.view_changed()
 
     def action_metric(self) -> None:
