@@ -68,7 +68,6 @@ class SweepScreen(ChartKeys, Screen):
         self.loading = False
         self.best: str | None = None  # the best run's key
         self.losses: dict[str, float | None] = {}  # run key -> the plotted loss
-        self.columns: list[str] = []  # the table's, as laid out for the width
         self.table_layout = None
 
     def compose(self) -> ComposeResult:
@@ -161,7 +160,7 @@ class SweepScreen(ChartKeys, Screen):
             table.clear(columns=True)
             for c in columns:
                 table.add_column(headers[c], key=c, width=widths[c])
-            self.columns, self.table_layout = columns, (columns, widths)
+            self.table_layout = columns, widths
         current = table.cursor_row
         table.clear()
         for i, (row, cells, label) in enumerate(zip(self.members, every, labels)):
