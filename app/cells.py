@@ -24,6 +24,11 @@ def cell(value, style: str = "") -> Text:
     return Text(printable("–" if value is None else str(value)), style=style)
 
 
+def drawn(value):
+    """A cell as it is drawn, to compare: rich's Text == ignores the style (a name turning red)."""
+    return (value.plain, str(value.style), tuple(value.spans)) if isinstance(value, Text) else value
+
+
 def status_cell(status: str) -> Text:
     return cell(status, STATUS_STYLE.get(status, ""))
 

@@ -15,7 +15,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from app.cells import cell, current_step, duration, fit_columns, never_started, run_status_cell, started
+from app.cells import cell, current_step, drawn, duration, fit_columns, never_started, run_status_cell, started
 from app.messages import OpenRun, RunsChanged
 from app.screens.queue_actions import RunsQueueKeys
 from app.screens.run_actions import RunActions
@@ -87,6 +87,7 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
         self.sort_key, self.sort_reverse = "started", True
         self.columns: list[str] = []
         self.table_layout = None
+        self.drawn: dict[str, list] = {}  # run key -> its cells as drawn: a tick writes only the changed ones
         self.loaded = False
         self.labels: dict[str, str] = {}  # run key -> its name as the table shows it
 
@@ -169,8 +170,10 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
                 table.add_row(*cells, key=row["key"])
         else:
             for row, cells in zip(shown, rows):
-                for key, value in zip(columns, cells):
-                    table.update_cell(row["key"], key, value)
+                for key, value, was in zip(columns, cells, self.drawn[row["key"]]):
+                    if drawn(value) != was:
+                        table.update_cell(row["key"], key, value)
+        self.drawn = {row["key"]: [drawn(v) for v in cells] for row, cells in zip(shown, rows)}
         self.shown = shown
         if current in ids:
             table.move_cursor(row=ids.index(current))
