@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.cells import cell_len
 from rich.text import Text
 
-from gigagpt.listing import fmt_duration, fmt_loss, fmt_step
+from gigagpt.listing import fmt_duration, fmt_loss, fmt_step, never_started
 from gigagpt.store.meta import printable
 from gigagpt.store.metrics import number as finite_number
 
@@ -158,11 +158,6 @@ def fit_columns(headers: dict[str, str], rows: list[dict], names: list[str], spa
     widths["name"] = max(min(longest, widths["name"] + space - used), widths["name"])
     columns = [k for k in headers if k in chosen]
     return columns, {k: widths[k] for k in columns}, fit_all(names, widths["name"])
-
-
-def never_started(row: dict) -> bool:
-    """A queued or cancelled run: its `started` is only when it was made, its duration nothing."""
-    return row["status"] in ("queued", "cancelled")
 
 
 def started(row: dict) -> Text:

@@ -43,6 +43,12 @@ def fmt_loss(x) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
 
+def never_started(row: dict) -> bool:
+    """A queued or cancelled run: its summary's `started` is only when it was made (the order it
+    sorts in), so it shows no start time and no duration."""
+    return row["status"] in ("queued", "cancelled")
+
+
 def fmt_duration(seconds) -> str:
     if seconds is None:
         return "–"
@@ -77,8 +83,10 @@ TABLE = (("RUN", run_cell),
          ("STEP", fmt_step), ("TOKENS", lambda r: human_count(r["tokens"])),
          ("LOSS", lambda r: fmt_loss(r["loss"])), ("VAL", lambda r: fmt_loss(r["val_loss"])),
          ("BEST VAL", lambda r: fmt_loss(r["best_val"])), ("TOK/S", lambda r: human_count(r["tok_s"])),
-         ("DEVICE", lambda r: r["device"] or "–"), ("STARTED", lambda r: fmt_time(r["started"])),
-         ("DURATION", lambda r: fmt_duration(r["duration"])), ("TAGS", lambda r: printable(",".join(r["tags"]))),
+         ("DEVICE", lambda r: r["device"] or "–"),
+         ("STARTED", lambda r: "–" if never_started(r) else fmt_time(r["started"])),
+         ("DURATION", lambda r: "–" if never_started(r) else fmt_duration(r["duration"])),
+         ("TAGS", lambda r: printable(",".join(r["tags"]))),
          ("NOTE", note))
 
 

@@ -23,6 +23,7 @@ from gigagpt.listing import (
     fmt_time,
     human_count,
     matches,
+    never_started,
     sort_rows,
     table,
 )
@@ -89,7 +90,8 @@ def cmd_show(args) -> int:
               ("best val", fmt_loss(row["best_val"])), ("tokens/s", human_count(row["tok_s"])),
               ("params", human_count(row["params"])),
               ("device", f"{row['device'] or '–'} x {row['world_size'] or 1} on {row['host'] or '?'}"),
-              ("started", fmt_time(row["started"])), ("duration", fmt_duration(row["duration"])),
+              ("started", "not started" if never_started(row) else fmt_time(row["started"])),
+              ("duration", "–" if never_started(row) else fmt_duration(row["duration"])),
               ("checkpoints", f"{row['checkpoints']}" + (f", last at step {row['last_checkpoint']}"
                                                          if row["last_checkpoint"] is not None else "")),
               ("tags", ", ".join(row["tags"]) or "–")]

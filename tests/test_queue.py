@@ -110,6 +110,10 @@ def test_cancel_move_and_clear(dataset, tmp_path):
     proc = gigagpt("resume", root / ids[1], check=False)  # what the runner would run: refused, nothing written
     assert proc.returncode == 2 and "cancelled before it started" in proc.stderr
     assert sorted(os.listdir(root / ids[1])) == [".lock", "config.toml", "meta.json"]
+    header, *lines = gigagpt("runs", "list", "--runs-root", root).stdout.splitlines()  # not started: no time
+    at = [header.index(name) for name in ("STARTED", "DURATION")]
+    assert len(lines) == 3 and all(line[i] == "–" for line in lines for i in at), lines
+    assert "started  not started" in gigagpt("runs", "show", ids[1], "--runs-root", root).stdout
     run_foreground(root)
     assert [run_status(root / i) for i in ids] == ["completed", "cancelled", "completed"]
     gigagpt("queue", "add", "tiny", *sets(dataset), "--runs-root", root)
