@@ -22,7 +22,7 @@ def is_number(v) -> bool:
 
 
 def fmt_value(v) -> str:
-    """A swept value as the view names it: 0.0003 -> 3e-04 style (%g), true/false, text as is."""
+    """A swept value as the view names it: floats by %g (0.0003, 1e-05), true/false, text as is."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):

@@ -173,29 +173,33 @@ class SweepScreen(ChartKeys, Screen):
     def show_header(self) -> None:
         """` sweep  ★ best: NAME (lr=0.01) · best val loss 2.81 · 3 runs: 3 completed · ID` in one
         line: the best run's loss whole at any width; its name cut in the middle to what is left
-        (at least MIN_NAME; `best val` when even that leaves no room), the counts, the sweep id
-        when there is room."""
+        (at least MIN_NAME; `best val` when even that leaves no room), the (lr=...) only when the
+        name does not say it, the counts whole (or only the run count, or none), the sweep id when
+        there is room."""
         counts: dict[str, int] = {}
         for r in self.members:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         done = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no runs found"
-        tail, sweep_id = f" · {len(self.members)} runs: {done}", f" · {printable(self.sweep_id)}"
+        short = f" · {len(self.members)} runs"
+        tail, sweep_id = f"{short}: {done}", f" · {printable(self.sweep_id)}"
         room = self.size.width - len(" sweep  ")
         best = next((r for r in self.members if r["key"] == self.best), None)
         if best is None:
             lead = "no loss yet"
         else:  # what it is first: at 80 columns the rest is cut
             name, values = printable(best["name"]), self.label(best)
+            named = all(f"{short_key(k)}=" in name for k in self.keys)  # `tiny lr=1e-3`: gigagpt sweep's names
             prefix, full = f"{BEST_MARKER} best: ", self.metric_name()[1]
             for what in (full, full.removesuffix(" loss")):  # `best val` when `best val loss` leaves no room
-                suffix = f"{'' if values in name else f' ({values})'} · {what} {fmt_loss(self.losses[best['key']])}"
+                suffix = f"{'' if named else f' ({values})'} · {what} {fmt_loss(self.losses[best['key']])}"
                 if len(prefix) + min(MIN_NAME, len(name)) + len(suffix) + len(tail) <= room:
                     break
             lead = prefix + fit(name, max(MIN_NAME, room - len(prefix) - len(suffix) - len(tail))) + suffix
         room -= len(lead)
+        tail = tail + sweep_id if len(tail) + len(sweep_id) <= room else tail if len(tail) <= room else (
+            short if len(short) <= room else "")  # whole or not at all: never `· 2` of `· 2 runs: ...`
         parts = [Text(" sweep ", style="bold reverse"), Text(" "),
-                 Text(lead, style="dim" if best is None else "bold"),
-                 Text(tail + (sweep_id if len(tail) + len(sweep_id) <= room else ""), style="dim")]
+                 Text(lead, style="dim" if best is None else "bold"), Text(tail, style="dim")]
         self.query_one("#sweep-header", Static).update(Text.assemble(*parts, no_wrap=True, overflow="ellipsis"))
 
     # -- curves
