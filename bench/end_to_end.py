@@ -1,6 +1,8 @@
 """End to end on nano: `gigagpt train nano` as a user runs it against nanoGPT's training loop with
 bf16 autocast, torch.compile and fused AdamW (bench/nanogpt_train.py, nanoGPT's model from
-`--nanogpt DIR`), each a real subprocess on the preset's dataset, on the CPU.
+`--nanogpt DIR`), each a real subprocess on the preset's dataset, on the CPU. `gigagpt train` keeps
+freed memory for reuse on a CPU (gigagpt.device.reuse_freed_memory); nanoGPT runs twice, with glibc's
+defaults and with that same setting given through GLIBC_TUNABLES ("nanoGPT, our allocator").
 
 Each side runs --long steps and --short steps; the difference of the two wall clocks is the time of
 long - short steady-state steps, so process start-up, imports, torch.compile and the work at the
@@ -38,7 +40,9 @@ from train_step import spread
 from gigagpt.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parent.parent
-OURS, BASE = "gigagpt train", "nanoGPT bf16+compile"
+OURS, BASE, BASE_HEAP = "gigagpt train", "nanoGPT bf16+compile", "nanoGPT, our allocator"
+# gigagpt.device.reuse_freed_memory's setting, as an expert would give it to nanoGPT: no code change
+TUNABLES = "GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
 
 
 def timed(cmd: list[str], log: Path) -> tuple[float, int]:
@@ -88,6 +92,7 @@ def main():
     if nano:
         commands[BASE] = lambda n, d: [sys.executable, "bench/nanogpt_train.py", "--nanogpt", str(nano),
                                        "--out", str(d / "out"), "--config", args.config, *settings(n)]
+        commands[BASE_HEAP] = lambda n, d: ["env", TUNABLES, *commands[BASE](n, d)]
     names = list(commands)
     walls = {name: {args.short: [], args.long: []} for name in names}
     rss = {name: [] for name in names}
@@ -128,8 +133,8 @@ def main():
         fixed = [ws - args.short * step_tokens / s for ws, s in zip(walls[name][args.short], tok_s[name])]
         print(f"{name:22s} {spread(tok_s[name])} tok/s  fixed cost {spread(fixed, fmt='{:.1f}')} s  "
               f"peak RSS {spread(rss[name], 1 / 2**20)} MiB")
-    if nano:
-        print(f"{OURS} vs {BASE}: {spread([a / b for a, b in zip(tok_s[OURS], tok_s[BASE])], fmt='{:.2f}')}x "
+    for base in names[1:]:
+        print(f"{OURS} vs {base}: {spread([a / b for a, b in zip(tok_s[OURS], tok_s[base])], fmt='{:.2f}')}x "
               "the tokens/s (same round)")
 
 

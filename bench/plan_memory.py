@@ -18,8 +18,10 @@ PLAIN = "plain-loss"  # a variant's flag (not a config key): model.fused_loss = 
 CHILD = r"""
 import json, resource, sys, psutil, torch
 from gigagpt.config import load_config, apply_overrides
+from gigagpt.device import reuse_freed_memory
 from gigagpt.model import build_model
 from gigagpt.train import autocast_for, make_optimizer
+reuse_freed_memory()  # as the trainer does on a CPU
 plain = "plain-loss" in sys.argv[3:]  # bench's PLAIN
 cfg = apply_overrides(load_config(sys.argv[1], check_data=False), [o for o in sys.argv[3:] if o != "plain-loss"])
 steps = int(sys.argv[2])

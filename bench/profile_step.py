@@ -1,7 +1,7 @@
 """Where a nano training step's time goes on this CPU (torch.profiler), plain head + loss vs fused.
 
-Each variant runs the trainer's loop as gigagpt/train.py runs it (bf16 autocast, torch.compile,
-fused AdamW, clipping, the loss read back, a metrics line and the RSS every log_interval steps)
+Each variant runs the trainer's loop as gigagpt/train.py runs it (freed memory kept for reuse, bf16
+autocast, torch.compile, fused AdamW, clipping, the loss read back, a metrics line and the RSS every log_interval steps)
 on a synthetic uint16 token file read through gigagpt.batches. The ops are put in rows by name
 and shape (inductor's kernels are profiled by name: cpp.enable_kernel_profile), the loop's
 phases by record_function. Variants alternate within one process; the profile of each round's
@@ -25,6 +25,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from gigagpt.batches import draw_windows, load_windows, open_split
 from gigagpt.config import load_config
+from gigagpt.device import reuse_freed_memory
 from gigagpt.model import build_model
 from gigagpt.train import autocast_for, make_optimizer
 
@@ -104,6 +105,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     torch._inductor.config.cpp.enable_kernel_profile = True  # inductor's kernels by name in the profile
+    reuse_freed_memory()  # as the trainer does on a CPU
     cfg = load_config(REPO / "configs" / "nano.toml", check_data=False)
     tmp = Path(tempfile.mkdtemp())
     rng = np.random.default_rng(0)  # Shakespeare's size in tokens; their values do not change the work

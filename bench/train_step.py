@@ -10,7 +10,10 @@ its code is in this repository) at nano's shape (vocab 50257, dropout 0, biases 
 its train.py does (forward returns logits and loss, backward, clip_grad_norm_ 1.0, zero_grad(set_to_none=True)) with
 what an expert changes for a CPU: bf16 autocast (train.py uses nullcontext there), torch.compile, and
 fused AdamW over configure_optimizers' own parameter groups (it fuses only on CUDA; on this CPU the
-fused step is ~4.7x faster: bench/nanogpt_train.py says how that was measured). All are timed in this one
+fused step is ~4.7x faster: bench/nanogpt_train.py says how that was measured). Ours runs as
+`gigagpt train` does on a CPU, with gigagpt.device.reuse_freed_memory on; the others with glibc's
+settled defaults, and nanoGPT once more with our allocator setting ("nanoGPT, our allocator"; an
+expert could set it too: GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...). All are timed in this one
 process, interleaved round by round on the same batches, so machine noise hits them alike; each
 figure is the median over rounds with the spread [min-max], ratios taken within a round. MFU is
 against the best matmul peak (gigagpt.device's probe) measured in the same rounds.
@@ -28,14 +31,14 @@ from nanogpt_train import build as build_nanogpt
 from nanogpt_train import nanogpt_dir
 
 from gigagpt.config import load_config
-from gigagpt.device import probe_matmul_flops
+from gigagpt.device import probe_matmul_flops, reuse_freed_memory
 from gigagpt.model import GPT
 from gigagpt.plan import flops_per_token
 from gigagpt.train import autocast_for, make_optimizer
 
 REPO = Path(__file__).resolve().parent.parent
 BASE, PLAIN, OURS = "eager fp32 (baseline)", "gigagpt, plain loss", "gigagpt default (fused)"
-NANO = "nanoGPT bf16+compile"
+NANO, NANO_HEAP = "nanoGPT bf16+compile", "nanoGPT, our allocator"
 
 
 def make_step(cfg, ours: bool, fused: bool = True):
@@ -97,12 +100,15 @@ def main():
     gen = torch.Generator().manual_seed(0)
     batches = [(torch.randint(0, 50257, (B, T), generator=gen), torch.randint(0, 50257, (B, T), generator=gen))
                for _ in range(args.steps)]
-    steps = {BASE: make_step(cfg, False, fused=False), PLAIN: make_step(cfg, True, fused=False),
-             OURS: make_step(cfg, True)}
+    # name: (step, whether it runs with reuse_freed_memory on, as `gigagpt train` does on a CPU)
+    steps = {BASE: (make_step(cfg, False, fused=False), False), PLAIN: (make_step(cfg, True, fused=False), True),
+             OURS: (make_step(cfg, True), True)}
     if nano:
-        steps[NANO] = make_nanogpt_step(cfg, nano)
+        nano_step = make_nanogpt_step(cfg, nano)
+        steps[NANO], steps[NANO_HEAP] = (nano_step, False), (nano_step, True)
     t0 = time.perf_counter()
-    for step in steps.values():  # warm-up: compilation and allocator
+    for step, reuse in steps.values():  # warm-up: compilation and allocator
+        reuse_freed_memory(reuse)
         for x, y in batches[:3]:
             step(x, y)
     print(f"warm-up (includes torch.compile): {time.perf_counter() - t0:.1f} s")
@@ -111,7 +117,9 @@ def main():
     for _ in range(args.rounds):
         for dtype in peaks:
             peaks[dtype] = max(peaks[dtype], probe_matmul_flops(dtype))
-        for name, step in steps.items():
+        for name, (step, reuse) in steps.items():
+            reuse_freed_memory(reuse)
+            step(*batches[0])  # untimed: the allocator settles into its mode
             t0 = time.perf_counter()
             for x, y in batches:
                 step(x, y)
@@ -128,7 +136,7 @@ def main():
         print(f"{name:24s} {spread(times[name], 1000)} ms/step  {spread(tok_s)} tok/s  "
               f"MFU {spread([fpt * s / peak for s in tok_s], 100, '{:.1f}')}% of the {dtype} matmul peak "
               f"measured alongside, {peak / 1e9:,.0f} GFLOP/s")
-    for a, b in ((BASE, OURS), (PLAIN, OURS), (BASE, PLAIN)) + (((NANO, OURS),) if nano else ()):
+    for a, b in ((BASE, OURS), (PLAIN, OURS), (BASE, PLAIN)) + (((NANO, OURS), (NANO_HEAP, OURS)) if nano else ()):
         ratios = [x / y for x, y in zip(times[a], times[b])]
         print(f"{b} vs {a}: {spread(ratios, fmt='{:.2f}')}x faster (same round)")
 

@@ -17,7 +17,7 @@ from gigagpt import checkpoint, dist, guard
 from gigagpt.batches import draw_windows, load_windows, my_share, open_split
 from gigagpt.config import Config, to_dict, to_toml
 from gigagpt.dataset import dataset_info
-from gigagpt.device import cpu_peak_flops, device_memory, device_memory_total, peak_info, pick_device
+from gigagpt.device import cpu_peak_flops, device_memory, device_memory_total, peak_info, pick_device, reuse_freed_memory
 from gigagpt.model import build_model
 from gigagpt.plan import check_world, choose_parallel, flops_per_token, param_count, tokens_per_step
 from gigagpt.store.checkpoints import no_checkpoint
@@ -119,6 +119,8 @@ def train(cfg: Config, run_dir: Path, device_name: str = "auto", resume: bool = 
     device = pick_device(device_name)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
+    if device.type == "cpu":
+        reuse_freed_memory()
     config_text = to_toml(cfg)
     writer = claim(run_dir, resume, rank, world, device)
     versions = {"gigagpt": gigagpt.__version__, "torch": torch.__version__, "python": platform.python_version()}

@@ -3,6 +3,9 @@ non-finite guard without a per-step host read (gigagpt/guard.py), run on CPU in 
 mode."""
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -131,6 +134,36 @@ def test_a_run_that_beats_a_low_cached_peak_records_the_new_one(dataset, tmp_pat
     assert json.loads(cache_file(tmp_path).read_text())["float32"]["flops"] == peaks[-1]["peak_flops"]
 
 
+# A fresh process each: the setting is process-wide. mallinfo2's hblkhd is the bytes in mapped blocks.
+ALLOCATOR_CHECK = """
+import ctypes, sys, torch
+from gigagpt.device import reuse_freed_memory
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+info = ctypes.CDLL(None).mallinfo2
+info.restype = Info
+mapped = []
+for on in (True, False, True):
+    assert reuse_freed_memory(on)
+    for _ in range(2):
+        block = torch.ones(64 << 20, dtype=torch.uint8)
+        mapped.append(info().hblkhd >= 64 << 20)
+        del block
+print(mapped)
+"""
+
+
+def test_reusing_freed_memory_serves_large_blocks_from_the_heap_and_switches_back():
+    if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
+        assert not gdevice.reuse_freed_memory()
+        return
+    out = subprocess.run([sys.executable, "-c", ALLOCATOR_CHECK], cwd=REPO, capture_output=True, text=True, check=True)
+    mapped = out.stdout.split()
+    del mapped[2]  # switched back, the first block may still come from the heap's free one
+    assert mapped == ["[False,", "False,", "True,", "False,", "False]"]
+
+
 # ---------------------------------------------------------------------------- guard.Tally
 
 
@@ -180,9 +213,12 @@ def test_every_step_mode_on_cpu_and_without_fused_adamw():
     assert guard.reads_every_step(torch.device("cuda"), torch.optim.AdamW([p], foreach=True))
 
 
-def train_in_process(monkeypatch, cfg_over, run, **kw):
-    """gigagpt.train.train in this process with the accelerator's read schedule (guard.py)."""
+def train_in_process(monkeypatch, cfg_over, run, allocator=None, **kw):
+    """gigagpt.train.train in this process with the accelerator's read schedule (guard.py); the
+    allocator setting it asks for goes into `allocator` (pytest's own malloc is left as it is)."""
     monkeypatch.setattr(guard, "reads_every_step", lambda device, optimizer: False)
+    allocator = [] if allocator is None else allocator
+    monkeypatch.setattr(gtrain, "reuse_freed_memory", lambda on=True: allocator.append(on))
     monkeypatch.setattr(gtrain, "watch_stop_signals", lambda note="": [])  # keep pytest's handlers
     cfg = load_config(REPO / "configs" / "tiny.toml", cfg_over)
     return gtrain.train(cfg, run, "cpu", **kw)
@@ -192,7 +228,9 @@ def test_deferred_reads_log_what_reading_every_step_logs(dataset, tmp_path, monk
     over = [f"data.dataset={dataset}", "model.block_size=32", "train.dtype=float32", "train.max_steps=9", "train.warmup_steps=2",
             "train.log_interval=4", "train.eval_interval=100", "train.checkpoint_interval=100"]
     gigagpt("train", "tiny", *[a for o in over for a in ("--set", o)], "--run-dir", tmp_path / "every")
-    assert train_in_process(monkeypatch, over, tmp_path / "deferred") == 0
+    allocator = []
+    assert train_in_process(monkeypatch, over, tmp_path / "deferred", allocator) == 0
+    assert allocator == [True]  # a CPU run keeps freed memory for reuse (reuse_freed_memory, tested below)
 
     def lines(run):
         return [(r["step"], r["loss"], r["grad_norm"]) for r in load_metrics(run) if r["kind"] == "train"]
