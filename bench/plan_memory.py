@@ -21,9 +21,10 @@ from gigagpt.config import load_config, apply_overrides
 from gigagpt.device import reuse_freed_memory
 from gigagpt.model import build_model
 from gigagpt.train import autocast_for, make_optimizer
-reuse_freed_memory()  # as the trainer does on a CPU
 plain = "plain-loss" in sys.argv[3:]  # bench's PLAIN
 cfg = apply_overrides(load_config(sys.argv[1], check_data=False), [o for o in sys.argv[3:] if o != "plain-loss"])
+if cfg.train.compile:
+    reuse_freed_memory()  # as the trainer does on a CPU
 steps = int(sys.argv[2])
 x = torch.randint(0, cfg.model.vocab_size, (cfg.train.batch_size, cfg.model.block_size))
 base = psutil.Process().memory_info().rss

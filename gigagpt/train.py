@@ -119,7 +119,7 @@ def train(cfg: Config, run_dir: Path, device_name: str = "auto", resume: bool = 
     device = pick_device(device_name)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
-    if device.type == "cpu":
+    if device.type == "cpu" and cfg.train.compile:  # eager steps fragment a heap that is never trimmed
         reuse_freed_memory()
     config_text = to_toml(cfg)
     writer = claim(run_dir, resume, rank, world, device)

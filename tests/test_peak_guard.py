@@ -228,14 +228,21 @@ def test_deferred_reads_log_what_reading_every_step_logs(dataset, tmp_path, monk
     over = [f"data.dataset={dataset}", "model.block_size=32", "train.dtype=float32", "train.max_steps=9", "train.warmup_steps=2",
             "train.log_interval=4", "train.eval_interval=100", "train.checkpoint_interval=100"]
     gigagpt("train", "tiny", *[a for o in over for a in ("--set", o)], "--run-dir", tmp_path / "every")
-    allocator = []
-    assert train_in_process(monkeypatch, over, tmp_path / "deferred", allocator) == 0
-    assert allocator == [True]  # a CPU run keeps freed memory for reuse (reuse_freed_memory, tested below)
+    assert train_in_process(monkeypatch, over, tmp_path / "deferred") == 0
 
     def lines(run):
         return [(r["step"], r["loss"], r["grad_norm"]) for r in load_metrics(run) if r["kind"] == "train"]
 
     assert lines(tmp_path / "every") == lines(tmp_path / "deferred") and len(lines(tmp_path / "every")) == 3
+
+
+def test_a_compiled_cpu_run_keeps_freed_memory_and_an_eager_one_leaves_malloc_alone(dataset, tmp_path, monkeypatch):
+    over = [f"data.dataset={dataset}", "model.block_size=32", "train.max_steps=2", "train.warmup_steps=1",
+            "train.eval_interval=100", "train.checkpoint_interval=100"]
+    for compiled in ("false", "true"):
+        allocator = []
+        assert train_in_process(monkeypatch, [*over, f"train.compile={compiled}"], tmp_path / compiled, allocator) == 0
+        assert allocator == ([True] if compiled == "true" else [])
 
 
 def test_deferred_non_finite_fails_at_the_first_bad_step_without_a_checkpoint(dataset, tmp_path, monkeypatch):
