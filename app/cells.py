@@ -29,6 +29,22 @@ def drawn(value):
     return (value.plain, str(value.style), tuple(value.spans)) if isinstance(value, Text) else value
 
 
+def write_rows(table, columns: list[str], rows: dict[str, list], before: dict[str, list], rebuild: bool) -> dict:
+    """Put rows ({row key: its cells in `columns`' order}, in table order) in a DataTable: all of
+    them when the keys, their order or the columns changed (rebuild), else only the cells not as
+    `before` drew them. Returns the rows as drawn now: the next call's `before`."""
+    if rebuild or list(rows) != list(before) or table.row_count != len(rows):
+        table.clear()
+        for key, cells in rows.items():
+            table.add_row(*cells, key=key)
+    else:
+        for key, cells in rows.items():
+            for column, value, was in zip(columns, cells, before[key]):
+                if drawn(value) != was:
+                    table.update_cell(key, column, value)
+    return {key: [drawn(v) for v in cells] for key, cells in rows.items()}
+
+
 def status_cell(status: str) -> Text:
     return cell(status, STATUS_STYLE.get(status, ""))
 

@@ -15,7 +15,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from app.cells import cell, current_step, drawn, duration, fit_columns, never_started, run_status_cell, started
+from app.cells import cell, current_step, duration, fit_columns, never_started, run_status_cell, started, write_rows
 from app.messages import OpenRun, RunsChanged
 from app.screens.queue_actions import RunsQueueKeys
 from app.screens.run_actions import RunActions
@@ -164,16 +164,7 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
                 table.add_column(self.header(key), key=key, width=widths[key])
             self.columns, self.table_layout = columns, layout
         ids = [r["key"] for r in shown]
-        if rebuild or ids != [r["key"] for r in self.shown] or table.row_count != len(ids):
-            table.clear()
-            for row, cells in zip(shown, rows):
-                table.add_row(*cells, key=row["key"])
-        else:
-            for row, cells in zip(shown, rows):
-                for key, value, was in zip(columns, cells, self.drawn[row["key"]]):
-                    if drawn(value) != was:
-                        table.update_cell(row["key"], key, value)
-        self.drawn = {row["key"]: [drawn(v) for v in cells] for row, cells in zip(shown, rows)}
+        self.drawn = write_rows(table, columns, dict(zip(ids, rows)), self.drawn, rebuild)
         self.shown = shown
         if current in ids:
             table.move_cursor(row=ids.index(current))

@@ -19,7 +19,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from app.cells import cell, fit, fit_columns, run_status_cell
+from app.cells import cell, fit, fit_columns, run_status_cell, write_rows
 from app.messages import OpenRun, RunsChanged
 from app.sweep_chart import BEST_MARKER, SweepChart, fmt_value, short_key, sort_value, sweep_plot, value_label
 from app.widgets import RUN_COLORS, ChartKeys, ChartView, CompareChart
@@ -69,6 +69,7 @@ class SweepScreen(ChartKeys, Screen):
         self.best: str | None = None  # the best run's key
         self.losses: dict[str, float | None] = {}  # run key -> the plotted loss
         self.table_layout = None
+        self.drawn: dict[str, list] = {}  # run key -> its cells as drawn: a tick writes only the changed ones
 
     def compose(self) -> ComposeResult:
         yield Static(id="sweep-header")
@@ -139,7 +140,8 @@ class SweepScreen(ChartKeys, Screen):
 
     def fill_table(self) -> None:
         """The sweep's runs, laid out to the width (cells.fit_columns): the swept values and the
-        plotted val loss always; the other val loss and the train loss while they fit."""
+        plotted val loss always; the other val loss and the train loss while they fit. Only the
+        cells that changed are written (cells.write_rows)."""
         table = self.query_one("#sweep-table", DataTable)
         headers = {"best": " ", "name": "run", **{k: short_key(k) for k in self.keys}, "status": "status",
                    "step": "step", "best_val": "best val", "val_loss": "val", "loss": "loss"}
@@ -156,18 +158,20 @@ class SweepScreen(ChartKeys, Screen):
                                               self.size.width - 2 - bar, ("best", "name", *self.keys, "status",
                                                                           "step", self.metric), (other, "name", "loss"),
                                               NAME_WIDTH)
-        if (columns, widths) != self.table_layout:
+        rebuild = (columns, widths) != self.table_layout
+        if rebuild:
             table.clear(columns=True)
             for c in columns:
                 table.add_column(headers[c], key=c, width=widths[c])
             self.table_layout = columns, widths
-        current = table.cursor_row
-        table.clear()
+        rows = {}
         for i, (row, cells, label) in enumerate(zip(self.members, every, labels)):
             style = f"{RUN_COLORS[i % len(RUN_COLORS)][1]} {'bold' if row['key'] == self.best else ''}"
             cells["name"] = cell(label, style.strip())
-            table.add_row(*[cells[c] for c in columns], key=row["key"])
-        if self.members:
+            rows[row["key"]] = [cells[c] for c in columns]
+        current = table.cursor_row
+        self.drawn = write_rows(table, columns, rows, self.drawn, rebuild)
+        if self.members and table.cursor_row != current:  # rows written again: the cursor where it was
             table.move_cursor(row=min(max(current, 0), len(self.members) - 1))
 
     def show_header(self) -> None:

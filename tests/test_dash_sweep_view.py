@@ -1,0 +1,66 @@
+"""The sweep view (w on a run of a sweep) as it is drawn and kept up to date: a poll tick writes
+only the table cells that changed; the curves chart has a title at 80 columns; the header keeps
+the best loss at 40 columns."""
+import json
+
+from test_dash_app import run, wait_for
+from test_dash_browse import browser, go_to, open_browser
+from test_dash_small import SWEPT, sweep_runs
+from textual.widgets import DataTable
+
+from app.screens.sweep import SweepScreen
+
+
+async def open_sweep(app, pilot) -> SweepScreen:
+    runs = await open_browser(app, pilot)
+    await go_to(pilot, runs, SWEPT[0][0])
+    await pilot.press("w")
+    await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen) and len(app.screen.members) == 3,
+                   "the sweep view")
+    await wait_for(pilot, lambda: app.screen.query_one("#sweep-curves").loaded == 3, "the curves")
+    await pilot.pause()
+    return app.screen
+
+
+def count_writes(table: DataTable) -> list[tuple]:
+    """The table's add_row and update_cell calls from now on (each still done): (what, row key)."""
+    calls = []
+    add_row, update_cell = table.add_row, table.update_cell
+
+    def counted_add_row(*cells, key=None, **kw):
+        calls.append(("add_row", key))
+        return add_row(*cells, key=key, **kw)
+
+    def counted_update_cell(row_key, column_key, value, **kw):
+        calls.append(("update_cell", row_key))
+        return update_cell(row_key, column_key, value, **kw)
+
+    table.add_row, table.update_cell = counted_add_row, counted_update_cell
+    return calls
+
+
+def test_a_poll_tick_writes_only_the_changed_cells(tmp_path):
+    root = tmp_path / "runs"
+    sweep_runs(root)
+
+    async def go():
+        app = browser(root)
+        async with app.run_test(size=(160, 48)) as pilot:
+            view = await open_sweep(app, pilot)
+            table = view.query_one("#sweep-table", DataTable)
+            ticks = []
+            view.reload = lambda reload=view.reload: (ticks.append(1), reload())[1]  # counts the poll ticks
+            calls = count_writes(table)
+            await wait_for(pilot, lambda: len(ticks) >= 3, "three poll ticks")
+            assert calls == [], calls  # nothing changed: nothing written
+            first = SWEPT[0][0]
+            with open(root / first / "metrics.jsonl", "a") as f:  # a lower val loss: its best val changes
+                f.write(json.dumps({"kind": "eval", "step": 3, "val_loss": 3.05, "time": 1_700_000_300}) + "\n")
+            await wait_for(pilot, lambda: next(r for r in view.members if r["id"] == first)["best_val"] == 3.05,
+                           "the new eval")
+            await pilot.pause()
+            assert calls and set(calls) <= {("update_cell", first)}, calls
+            assert "best_val" in view.table_layout[0]
+            assert table.get_cell(first, "best_val").plain == "3.0500"
+            assert table.get_cell(first, "val_loss").plain == "3.0500"
+    run(go())
