@@ -225,6 +225,9 @@ class MemoryChart(RunChart):
 RUN_COLORS = (("cyan", "cyan"), ("orange", "dark_orange"), ("green", "green"), ("magenta", "magenta"),
               ("blue", "dodger_blue1"), ("red", "red"), ("yellow", "yellow"), ("white", "white"))
 SHOW_CURVES = ("train+val", "train", "val")
+CURVE_TITLES = {"train+val": ("loss (lines) and val loss (points)", "loss, val loss ●"),  # ● as the points are drawn
+                "train": ("loss", "loss"), "val": ("val loss", "val loss")}
+TITLE_MARGIN = 8  # a title is centred on the plot, right of the y ticks (5-7 wide): this much narrower than the chart
 
 
 class CompareChart(MatrixPlot):
@@ -271,10 +274,18 @@ class CompareChart(MatrixPlot):
                     points += self.line(plt, vx, vy, scatter=True, color=color)
         if points and self.view.log_y:
             plt.yscale("log")
-        what = {"train+val": "loss (lines) and val loss (points)", "train": "loss", "val": "val loss"}[self.show_curves]
-        plt.title(f"{what} · smoothing {self.view.smoothing:g}" + (" · log-y" if self.view.log_y else "")
-                  if points else "no metrics yet")
+        plt.title(self.title() if points else "no metrics yet")
         return points
+
+    def title(self) -> str:
+        """What is drawn and how, in the chart's width (plotext draws no title that does not fit):
+        shorter words, then no smoothing, then no log-y, in a narrow chart (the sweep view's at 80
+        columns)."""
+        long, short = CURVE_TITLES[self.show_curves]
+        smoothing, log_y = f"{self.view.smoothing:g}", " · log-y" if self.view.log_y else ""
+        titles = (f"{long} · smoothing {smoothing}{log_y}", f"{short} · smoothing {smoothing}{log_y}",
+                  f"{short} · smooth {smoothing}{log_y}", f"{short}{log_y}", short)
+        return next((t for t in titles if len(t) <= self.size.width - TITLE_MARGIN), short)
 
     def x_of(self, train: dict) -> np.ndarray:
         if self.view.x_axis == "time":

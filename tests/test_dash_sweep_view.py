@@ -3,9 +3,10 @@ only the table cells that changed; the curves chart has a title at 80 columns; t
 the best loss at 40 columns."""
 import json
 
+import pytest
 from test_dash_app import run, wait_for
 from test_dash_browse import browser, go_to, open_browser
-from test_dash_small import SWEPT, sweep_runs
+from test_dash_small import SWEPT, shown, sweep_runs
 from textual.widgets import DataTable
 
 from app.screens.sweep import SweepScreen
@@ -63,4 +64,34 @@ def test_a_poll_tick_writes_only_the_changed_cells(tmp_path):
             assert "best_val" in view.table_layout[0]
             assert table.get_cell(first, "best_val").plain == "3.0500"
             assert table.get_cell(first, "val_loss").plain == "3.0500"
+    run(go())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_the_curves_chart_has_a_title_in_its_width(tmp_path, size):
+    """At 80 columns the curves chart is 40 wide: its title shortened to fit (plotext draws none
+    that does not), saying log-y when l is on; at 160 the whole title."""
+    root = tmp_path / "runs"
+    sweep_runs(root)
+
+    async def go():
+        app = browser(root)
+        async with app.run_test(size=size) as pilot:
+            view = await open_sweep(app, pilot)
+            chart = view.query_one("#sweep-curves")
+
+            def title() -> str:
+                return shown(app, chart)[0].strip()  # plotext's top line: the title, centred
+
+            smoothing = f"{view.view.smoothing:g}"
+            if size[0] == 160:
+                assert title() == f"loss (lines) and val loss (points) · smoothing {smoothing}", title()
+            else:
+                assert title() == f"loss, val loss ● · smoothing {smoothing}", shown(app, chart)
+            await pilot.press("l")
+            await pilot.pause()
+            assert title().startswith("loss") and title().endswith(" · log-y"), title()
+            await pilot.press("v")  # train curves only
+            await pilot.pause()
+            assert title().startswith("loss · smooth") and title().endswith(" · log-y"), title()
     run(go())
