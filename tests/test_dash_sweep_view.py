@@ -6,7 +6,7 @@ import json
 import pytest
 from test_dash_app import run, wait_for
 from test_dash_browse import browser, go_to, open_browser
-from test_dash_small import SWEPT, shown, sweep_runs
+from test_dash_small import SWEPT, screen_lines, shown, sweep_runs
 from textual.widgets import DataTable
 
 from app.screens.sweep import SweepScreen
@@ -94,4 +94,21 @@ def test_the_curves_chart_has_a_title_in_its_width(tmp_path, size):
             await pilot.press("v")  # train curves only
             await pilot.pause()
             assert title().startswith("loss · smooth") and title().endswith(" · log-y"), title()
+    run(go())
+
+
+@pytest.mark.parametrize("width", [40, 30])
+def test_the_header_keeps_the_best_loss_in_a_narrow_terminal(tmp_path, width):
+    """At 40 columns the header names the best run by its swept value and keeps its loss whole
+    (the run's name, `best:` and the counts go first); at 30 `· best val` goes too."""
+    root = tmp_path / "runs"
+    sweep_runs(root)
+
+    async def go():
+        app = browser(root)
+        async with app.run_test(size=(width, 20)) as pilot:
+            await open_sweep(app, pilot)
+            header = screen_lines(app)[0].rstrip()
+            want = "★ lr=0.01 · best val 2.9000" if width == 40 else "★ lr=0.01 2.9000"
+            assert header == f" sweep  {want}", header
     run(go())

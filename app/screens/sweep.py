@@ -19,7 +19,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from app.cells import cell, fit, fit_columns, run_status_cell, write_rows
+from app.cells import MIN_CUT, cell, fit, fit_columns, run_status_cell, short, write_rows
 from app.messages import OpenRun, RunsChanged
 from app.sweep_chart import BEST_MARKER, SweepChart, fmt_value, short_key, sort_value, sweep_plot, value_label
 from app.widgets import RUN_COLORS, ChartKeys, ChartView, CompareChart
@@ -179,13 +179,14 @@ class SweepScreen(ChartKeys, Screen):
         line: the best run's loss whole at any width; its name cut in the middle to what is left
         (at least MIN_NAME; `best val` when even that leaves no room), the (lr=...) only when the
         name does not say it, the counts whole (or only the run count, or none), the sweep id when
-        there is room."""
+        there is room. Narrower (40 columns): ` sweep  ★ lr=0.01 · best val 2.81`, then without
+        `· best val`, the values cut at their end when they must be."""
         counts: dict[str, int] = {}
         for r in self.members:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         done = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no runs found"
-        short = f" · {len(self.members)} runs"
-        tail, sweep_id = f"{short}: {done}", f" · {printable(self.sweep_id)}"
+        count = f" · {len(self.members)} runs"
+        tail, sweep_id = f"{count}: {done}", f" · {printable(self.sweep_id)}"
         room = self.size.width - len(" sweep  ")
         best = next((r for r in self.members if r["key"] == self.best), None)
         if best is None:
@@ -193,15 +194,18 @@ class SweepScreen(ChartKeys, Screen):
         else:  # what it is first: at 80 columns the rest is cut
             name, values = printable(best["name"]), self.label(best)
             named = all(f"{short_key(k)}=" in name for k in self.keys)  # `tiny lr=1e-3`: gigagpt sweep's names
-            prefix, full = f"{BEST_MARKER} best: ", self.metric_name()[1]
+            prefix, full, loss = f"{BEST_MARKER} best: ", self.metric_name()[1], fmt_loss(self.losses[best["key"]])
             for what in (full, full.removesuffix(" loss")):  # `best val` when `best val loss` leaves no room
-                suffix = f"{'' if named else f' ({values})'} · {what} {fmt_loss(self.losses[best['key']])}"
+                suffix = f"{'' if named else f' ({values})'} · {what} {loss}"
                 if len(prefix) + min(MIN_NAME, len(name)) + len(suffix) + len(tail) <= room:
                     break
             lead = prefix + fit(name, max(MIN_NAME, room - len(prefix) - len(suffix) - len(tail))) + suffix
+            for narrow in (f" · {what} {loss}", f" {loss}"):  # a narrow terminal: the best run's values, its loss
+                if len(lead) > room:
+                    lead = f"{BEST_MARKER} {short(values, max(room - 2 - len(narrow), MIN_CUT))}{narrow}"
         room -= len(lead)
         tail = tail + sweep_id if len(tail) + len(sweep_id) <= room else tail if len(tail) <= room else (
-            short if len(short) <= room else "")  # whole or not at all: never `· 2` of `· 2 runs: ...`
+            count if len(count) <= room else "")  # whole or not at all: never `· 2` of `· 2 runs: ...`
         parts = [Text(" sweep ", style="bold reverse"), Text(" "),
                  Text(lead, style="dim" if best is None else "bold"), Text(tail, style="dim")]
         self.query_one("#sweep-header", Static).update(Text.assemble(*parts, no_wrap=True, overflow="ellipsis"))
