@@ -7,11 +7,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
 
 SAID_DIR = "GIGAGPT_SAID_DIR"  # set for the ranks: "<launcher pid>:<a directory with a file per line printed>"
+SAID_PREFIX = "gigagpt-said-"  # + "<launcher pid>-": the directory's name in the temporary directory
 
 
 def say_once(line: str, file=None) -> None:
@@ -59,6 +61,26 @@ def main() -> int:
     return code
 
 
+def remove_stale_said_dirs() -> None:
+    """A launcher killed with SIGKILL leaves its directory behind: the next launch removes those
+    whose launcher is gone (a pid reused since the directory was last written counts as gone)."""
+    from gigagpt.store.lock import pid_alive
+
+    tmp = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(tmp) if n.startswith(SAID_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid, dash, _ = name[len(SAID_PREFIX):].partition("-")
+        path = os.path.join(tmp, name)
+        try:
+            if dash and pid.isdigit() and not pid_alive(int(pid), started_by=os.stat(path).st_mtime):
+                shutil.rmtree(path, ignore_errors=True)  # another user's stays: not ours to remove
+        except OSError:
+            pass
+
+
 def launch() -> int:
     os.environ.setdefault("LOGLEVEL", "CRITICAL")  # torch's elastic loggers take their level from it
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -67,10 +89,14 @@ def launch() -> int:
 
     for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed")]:
         logging.getLogger(name).setLevel(os.environ["LOGLEVEL"])
+    remove_stale_said_dirs()
     try:
-        with tempfile.TemporaryDirectory(prefix="gigagpt-said-") as said:
+        with tempfile.TemporaryDirectory(prefix=f"{SAID_PREFIX}{os.getpid()}-") as said:
             os.environ[SAID_DIR] = f"{os.getpid()}:{said}"  # the workers inherit this process's environment
-            run(parse_args(sys.argv[1:]))
+            args = parse_args(sys.argv[1:])
+            if args.log_dir is None:  # torchrun's own log directory (error files) would stay in /tmp for good
+                args.log_dir = os.path.join(said, "torchelastic")
+            run(args)
     except ChildFailedError as e:
         failures = sorted((f.local_rank, f.exitcode) for f in e.failures.values())
         code = next((c for _, c in failures if c > 0), None)

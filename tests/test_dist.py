@@ -169,6 +169,26 @@ def test_a_refusal_of_every_rank_is_one_line(dataset, tmp_path):
     assert proc.returncode == 2 and [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")] == []
 
 
+def test_a_launch_leaves_nothing_in_tmp_and_removes_what_a_killed_launcher_left(dataset, tmp_path):
+    """torchrun's log directory lives in the launcher's own, which goes when it ends; the next
+    launch removes a directory whose launcher is gone, and only those."""
+    if sys.platform == "darwin":
+        pytest.skip("the refusal here is --device mps on a machine without one")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = tmp / f"gigagpt-said-{gone.stdout.strip()}-x1"  # a SIGKILLed launcher's
+    left.mkdir()
+    (left / "torchelastic").mkdir()
+    kept = [tmp / f"gigagpt-said-{os.getpid()}-x2", tmp / "gigagpt-said-x3", tmp / "gigagpt-saidx"]  # live, not ours
+    for d in kept:
+        d.mkdir()
+    proc = gigagpt("train", "tiny", "--set", f"data.dataset={dataset}", "--nproc", "2", "--device", "mps",
+                   "--run-dir", tmp_path / "x", check=False, env={**os.environ, "TMPDIR": str(tmp)})
+    assert proc.returncode == 2, proc.stderr
+    assert sorted(p.name for p in tmp.iterdir()) == sorted(d.name for d in kept)
+
+
 def test_a_refusal_of_one_rank_still_shows(tmp_path):
     """Only rank 1 refuses (rank 0 plans and exits 0): its line shows, and its status is the job's."""
     script = tmp_path / "ranks.py"
