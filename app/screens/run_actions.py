@@ -30,7 +30,7 @@ class RunActions:
     BINDINGS = [
         Binding("r", "resume", "Resume"),
         Binding("g", "sample", "Sample"),
-        Binding("e", "export", "Export"),
+        Binding("e", "export", "Export", show=False),
         Binding("h", "export_hf", "Export for Hugging Face", show=False),
         Binding("n", "rename", "Rename", show=False),
         Binding("t", "tags", "Tags", show=False),

@@ -67,14 +67,14 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
         Binding("enter", "open", "Open", show=False),
         Binding("space", "toggle_select", "Select"),
         Binding("a", "select_all", "All/none", show=False),
-        Binding("slash", "focus_filter", "Filter"),
+        Binding("slash", "focus_filter", "Filter", show=False),  # the filter box says "/ filter"
         Binding("f", "status_filter", "Status filter", show=False),
         Binding("o", "sort(False)", "Sort by next column", show=False),
         Binding("O", "sort(True)", "Reverse sort", show=False),
         Binding("c", "compare", "Compare"),
         *RunActions.BINDINGS,
         *RunsQueueKeys.BINDINGS,
-        Binding("q,escape", "back", "Back"),
+        Binding("q,escape", "back", "Back", show=False),  # q and esc: back, as on every screen (in help)
         Binding("question_mark", "app.help", "Help"),
     ]
 
