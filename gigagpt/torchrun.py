@@ -75,8 +75,9 @@ def remove_stale_said_dirs() -> None:
         pid, dash, _ = name[len(SAID_PREFIX):].partition("-")
         path = os.path.join(tmp, name)
         try:
-            if dash and pid.isdigit() and not pid_alive(int(pid), started_by=os.stat(path).st_mtime):
-                shutil.rmtree(path, ignore_errors=True)  # another user's stays: not ours to remove
+            st = os.stat(path)
+            if dash and pid.isdigit() and st.st_uid == os.getuid() and not pid_alive(int(pid), started_by=st.st_mtime):
+                shutil.rmtree(path, ignore_errors=True)  # only our own: root could remove anyone's
         except OSError:
             pass
 
