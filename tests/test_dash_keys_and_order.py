@@ -1,8 +1,12 @@
-"""The runs screen's footer at 80 columns (every key it shows, whole). Read off the screen as drawn."""
-from test_dash_app import run
+"""The runs screen's footer at 80 columns (every key it shows, whole), and the order of the launch
+screen's recent runs (queued ones in queue order, first to start first; then the others, newest
+first). Read off the screen as drawn."""
+from test_dash_app import run, wait_for
 from test_dash_browse import browser, open_browser, synthetic_run
-from test_dash_small import screen_lines
-from textual.widgets import Footer
+from test_dash_small import screen_lines, shown
+from textual.widgets import DataTable, Footer
+
+from app.main import DashApp
 
 
 def test_runs_screen_footer_keys_fit_80_columns(tmp_path):
@@ -22,3 +26,23 @@ def test_runs_screen_footer_keys_fit_80_columns(tmp_path):
                 assert f" {key} {what} " in footer, footer
     run(go())
 
+
+def test_recent_runs_queued_first_in_queue_order_then_newest_first(tmp_path):
+    """Two runs queued, the later-made one second in the queue; a completed run made after them
+    and one made before: queued #1, queued #2, then the completed ones newest first."""
+    root = tmp_path / "runs"
+    synthetic_run(root, "old-done", created=1_700_000_000)
+    synthetic_run(root, "first-queued", created=1_700_000_100, status="queued", step=0, queue_order=1.0)
+    synthetic_run(root, "second-queued", created=1_700_000_200, status="queued", step=0, queue_order=2.0)
+    synthetic_run(root, "new-done", created=1_700_000_300)
+
+    async def go():
+        app = DashApp(root, probe=False, refresh=0.2)
+        async with app.run_test(size=(80, 24)) as pilot:
+            runs = app.screen.query_one("#runs", DataTable)
+            await wait_for(pilot, lambda: runs.row_count == 4, "the recent runs")
+            await pilot.pause()
+            lines = [line for line in shown(app, runs)[1:] if line.strip()]
+            assert [line.split()[0] for line in lines] == ["first-queued", "second-queued", "new-done", "old-done"]
+            assert "queued #1" in lines[0] and "queued #2" in lines[1], lines
+    run(go())

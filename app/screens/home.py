@@ -304,17 +304,21 @@ class HomeScreen(LaunchQueueKeys, Screen):
         self.refresh_runs()
 
     def refresh_runs(self) -> None:
-        """Every run under the roots, newest first: its summary (store.summary), so a run the
-        dashboard does not follow shows its loss too. Only changed cells are written."""
+        """Every run under the roots: the queued ones first, in queue order (queued #1, the next to
+        start, on top: what comes next reads down from there), then the others newest first. Each
+        with its summary (store.summary), so a run the dashboard does not follow shows its loss too.
+        Only changed cells are written."""
         table = self.query_one("#runs", DataTable)
         title = self.app.roots_title()
         title = printable(title if self.app.tracker.listed else f"{title} · reading…")
         self.query_one("#runs-pane").border_title = Text(title)
-        rows = self.app.tracker.rows
-        order = list(rows)
+        rows = self.app.tracker.rows  # newest first
+        queued = sorted((r for r in rows.values() if r["status"] == "queued" and r.get("queue_position")),
+                        key=lambda r: r["queue_position"])  # each root's #1, then each root's #2, ...
+        order = list(dict.fromkeys([r["key"] for r in queued] + list(rows)))
         bar = table.styles.scrollbar_size_vertical if len(order) > table.size.height - 1 else 0
         width = table.size.width or self.size.width - 2  # its own width: the screen's scrollbar may take a column
-        columns, widths, every = recent_table(list(rows.values()), width - bar)
+        columns, widths, every = recent_table([rows[key] for key in order], width - bar)
         cells = dict(zip(order, every))
         selected = self.run_order[table.cursor_row] if 0 <= table.cursor_row < len(self.run_order) else None
         if (columns, widths) != self.runs_layout:
