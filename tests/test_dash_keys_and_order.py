@@ -1,10 +1,10 @@
 """The runs screen's footer at 80 columns (every key it shows, whole), and the order of the launch
 screen's recent runs (queued ones in queue order, first to start first; then the others, newest
 first). Read off the screen as drawn."""
-from test_dash_app import run, wait_for
+from test_dash_app import run
 from test_dash_browse import browser, open_browser, synthetic_run
-from test_dash_small import screen_lines, shown
-from textual.widgets import DataTable, Footer
+from test_dash_small import recent_runs, screen_lines, shown
+from textual.widgets import Footer
 
 from app.main import DashApp
 
@@ -39,9 +39,7 @@ def test_recent_runs_queued_first_in_queue_order_then_newest_first(tmp_path):
     async def go():
         app = DashApp(root, probe=False, refresh=0.2)
         async with app.run_test(size=(80, 24)) as pilot:
-            runs = app.screen.query_one("#runs", DataTable)
-            await wait_for(pilot, lambda: runs.row_count == 4, "the recent runs")
-            await pilot.pause()
+            runs = await recent_runs(app, pilot, 4)
             lines = [line for line in shown(app, runs)[1:] if line.strip()]
             assert [line.split()[0] for line in lines] == ["first-queued", "second-queued", "new-done", "old-done"]
             assert "queued #1" in lines[0] and "queued #2" in lines[1], lines

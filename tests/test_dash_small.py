@@ -36,6 +36,14 @@ def shown(app, widget) -> list[str]:
     return [line[r.x:r.right] for line in screen_lines(app)[r.y:r.bottom]]
 
 
+async def recent_runs(app, pilot, count: int) -> DataTable:
+    """The launch screen's recent runs table, once it lists `count` runs and is drawn."""
+    runs = app.screen.query_one("#runs", DataTable)
+    await wait_for(pilot, lambda: runs.row_count == count, "the recent runs")
+    await pilot.pause()
+    return runs
+
+
 @pytest.mark.parametrize("size", [(80, 24), (200, 60)])
 def test_presets_fit_and_recent_runs_are_visible(tmp_path, size):
     root = tmp_path / "runs"
@@ -46,9 +54,7 @@ def test_presets_fit_and_recent_runs_are_visible(tmp_path, size):
         app = DashApp(root, probe=False, refresh=0.2)
         async with app.run_test(size=size) as pilot:
             home = app.screen
-            runs = home.query_one("#runs", DataTable)
-            await wait_for(pilot, lambda: runs.row_count == len(STAMPS), "the recent runs")
-            await pilot.pause()
+            runs = await recent_runs(app, pilot, len(STAMPS))
             presets = shown(app, home.query_one("#presets"))
             header = presets[0].split()
             assert header[:2] == ["preset", "params"] and "fits" in header, presets
@@ -129,6 +135,18 @@ def sweep_runs(root):
             f.write(json.dumps({"kind": "eval", "step": 3, "val_loss": 3.1 - i / 10, "time": 1_700_000_200}) + "\n")
 
 
+async def open_sweep(app, pilot) -> SweepScreen:
+    """The sweep view of sweep_runs' runs (w on the first, from the runs screen), its curves loaded."""
+    runs = await open_browser(app, pilot)
+    await go_to(pilot, runs, SWEPT[0][0])
+    await pilot.press("w")
+    await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen) and len(app.screen.members) == 3,
+                   "the sweep view")
+    await wait_for(pilot, lambda: app.screen.query_one("#sweep-curves").loaded == 3, "the curves")
+    await pilot.pause()
+    return app.screen
+
+
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 def test_runs_table_shows_name_status_step_and_best_val_without_scrolling(tmp_path, size):
     root = tmp_path / "runs"
@@ -174,13 +192,7 @@ def test_sweep_view_header_and_table_whole_in_the_width(tmp_path, size):
     async def go():
         app = browser(root)
         async with app.run_test(size=size) as pilot:
-            runs = await open_browser(app, pilot)
-            await go_to(pilot, runs, SWEPT[0][0])
-            await pilot.press("w")
-            await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen) and len(app.screen.members) == 3,
-                           "the sweep view")
-            view = app.screen
-            await pilot.pause()
+            view = await open_sweep(app, pilot)
             header = screen_lines(app)[0].rstrip()
             assert header.startswith(" sweep  ★ best: tiny-") and not header.endswith("…"), header
             assert " 2.9000 · 3 runs: 3 completed" in header, header
@@ -209,8 +221,7 @@ def test_runs_that_never_started_show_no_start_time(tmp_path):
     async def go():
         app = DashApp(root, probe=False, refresh=0.2)
         async with app.run_test(size=(160, 48)) as pilot:
-            recent = app.screen.query_one("#runs", DataTable)
-            await wait_for(pilot, lambda: recent.row_count == 3, "the recent runs")
+            recent = await recent_runs(app, pilot, 3)
             assert [recent.get_cell(k, "started").plain for k in ("done", "waiting", "dropped")] == [
                 started_text(1_700_000_000), "–", "–"]
             await pilot.press("b")
@@ -239,9 +250,7 @@ def test_recent_runs_show_queue_positions(tmp_path, dataset):
     async def go():
         app = DashApp(root, probe=False, refresh=0.2)
         async with app.run_test(size=(80, 24)) as pilot:
-            runs = app.screen.query_one("#runs", DataTable)
-            await wait_for(pilot, lambda: runs.row_count == 2, "the recent runs")
-            await pilot.pause()
+            runs = await recent_runs(app, pilot, 2)
             lines = shown(app, runs)
             assert "queued #1" in next(line for line in lines if "second-" in line)
             assert "queued #2" in next(line for line in lines if "first-" in line)
@@ -364,9 +373,7 @@ def test_recent_runs_fit_80_columns_with_a_long_step(tmp_path, size):
     async def go():
         app = DashApp(root, probe=False, refresh=0.2)
         async with app.run_test(size=size) as pilot:
-            runs = app.screen.query_one("#runs", DataTable)
-            await wait_for(pilot, lambda: runs.row_count == len(STAMPS) + 1, "the recent runs")
-            await pilot.pause()
+            runs = await recent_runs(app, pilot, len(STAMPS) + 1)
             lines = shown(app, runs)
             assert runs.max_scroll_x == 0, lines
             if size[0] < 80:

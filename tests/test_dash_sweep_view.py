@@ -5,22 +5,9 @@ import json
 
 import pytest
 from test_dash_app import run, wait_for
-from test_dash_browse import browser, go_to, open_browser
-from test_dash_small import SWEPT, screen_lines, shown, sweep_runs
+from test_dash_browse import browser
+from test_dash_small import SWEPT, open_sweep, screen_lines, shown, sweep_runs
 from textual.widgets import DataTable
-
-from app.screens.sweep import SweepScreen
-
-
-async def open_sweep(app, pilot) -> SweepScreen:
-    runs = await open_browser(app, pilot)
-    await go_to(pilot, runs, SWEPT[0][0])
-    await pilot.press("w")
-    await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen) and len(app.screen.members) == 3,
-                   "the sweep view")
-    await wait_for(pilot, lambda: app.screen.query_one("#sweep-curves").loaded == 3, "the curves")
-    await pilot.pause()
-    return app.screen
 
 
 def count_writes(table: DataTable) -> list[tuple]:
