@@ -43,7 +43,7 @@ class ChartKeys:
         Binding("l", "log_y", "Log-y"),
         Binding("plus,equals_sign", "smoothing(True)", "Smooth+"),
         Binding("minus", "smoothing(False)", "Smooth-"),
-        Binding("x", "x_axis", "X axis"),
+        Binding("x", "x_axis", "X axis", show=False),  # in help: the footer fits 80 columns
     ]
     CURVE_BINDINGS = [Binding("v", "curves", "Train/val")]
 

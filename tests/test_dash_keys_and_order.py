@@ -1,29 +1,81 @@
-"""The runs screen's footer at 80 columns (every key it shows, whole), and the order of the launch
-screen's recent runs (queued ones in queue order, first to start first; then the others, newest
-first). Read off the screen as drawn."""
-from test_dash_app import run
-from test_dash_browse import browser, open_browser, synthetic_run
-from test_dash_small import recent_runs, screen_lines, shown
-from textual.widgets import Footer
+"""The footer of every screen that has one at 80 columns (every key it shows, whole), and the order
+of the launch screen's recent runs (queued ones in queue order, first to start first; then the
+others, newest first). Read off the screen as drawn."""
+import pytest
+from test_dash_app import run, wait_for
+from test_dash_browse import go_to, open_browser, synthetic_run
+from test_dash_small import SWEPT, open_sweep, recent_runs, screen_lines, shown, sweep_runs
+from textual.widgets import Footer, Select
 
 from app.main import DashApp
+from app.screens.compare import CompareScreen
+from app.screens.live import LiveScreen
 
 
-def test_runs_screen_footer_keys_fit_80_columns(tmp_path):
-    synthetic_run(tmp_path / "runs", "done")
+async def open_launch(app, pilot, backend="torch"):
+    await recent_runs(app, pilot, 4)
+    app.screen.query_one("#f-train-backend", Select).value = backend  # cerebras: ctrl+t Check CSX too
+    await pilot.pause()
+
+
+async def open_runs(app, pilot):
+    await pilot.press("b")
+    await open_browser(app, pilot)
+
+
+async def open_live(app, pilot):
+    await open_runs(app, pilot)
+    await go_to(pilot, app.screen, "done")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, LiveScreen), "the live screen")
+
+
+async def open_compare(app, pilot):
+    await open_runs(app, pilot)
+    for run_id, _ in SWEPT[:2]:
+        await go_to(pilot, app.screen, run_id)
+        await pilot.press("space")
+    await pilot.press("c")
+    await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), "the compare screen")
+
+
+async def open_sweep_view(app, pilot):
+    await pilot.press("b")
+    await open_sweep(app, pilot)
+
+
+SCREENS = {  # how to get there, and the keys its footer keeps
+    "launch": (open_launch, ["^r Launch", "^n Queue", "b Browse runs", "q Quit", "? Help"]),
+    "launch, cerebras": (lambda app, pilot: open_launch(app, pilot, "cerebras"), ["^r Launch", "q Quit", "? Help"]),
+    "runs": (open_runs, ["space Select", "c Compare", "w Sweep", "? Help"]),
+    "live": (open_live, ["s Stop", "k Kill", "l Log-y", "q Back", "? Help"]),
+    "compare": (open_compare, ["l Log-y", "v Train/val", "q Back", "? Help"]),
+    "sweep": (open_sweep_view, ["l Log-y", "b Best/final val", "q Back", "? Help"]),
+}
+
+
+@pytest.mark.parametrize("name", SCREENS)
+def test_footer_keys_fit_80_columns(tmp_path, name):
+    root = tmp_path / "runs"
+    sweep_runs(root)
+    synthetic_run(root, "done")
+    opener, kept = SCREENS[name]
 
     async def go():
-        app = browser(tmp_path / "runs")
+        app = DashApp(root, probe=False, refresh=0.2)
         async with app.run_test(size=(80, 24)) as pilot:
-            runs = await open_browser(app, pilot)
+            await opener(app, pilot)
             await pilot.pause()
-            footer = screen_lines(app)[runs.query_one(Footer).region.y]
-            keys = [b.binding for b in runs.active_bindings.values() if b.binding.show and b.enabled]
-            assert len(keys) >= 5, keys  # the most used ones stay in the footer
-            for binding in keys:
+            screen = app.screen
+            footer = screen_lines(app)[screen.query_one(Footer).region.y]
+            keys = {}  # the footer shows the first key of each action (+ of "plus,equals_sign")
+            for active in screen.active_bindings.values():
+                if active.binding.show and active.enabled:
+                    keys.setdefault(active.binding.action, active.binding)
+            for binding in keys.values():
                 assert f" {app.get_key_display(binding)} {binding.description} " in footer, (binding, footer)
-            for key, what in (("space", "Select"), ("c", "Compare"), ("w", "Sweep"), ("?", "Help")):
-                assert f" {key} {what} " in footer, footer
+            for key in kept:  # the most used ones stay in the footer
+                assert f" {key} " in footer, footer
     run(go())
 
 

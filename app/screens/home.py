@@ -46,10 +46,10 @@ class HomeScreen(LaunchQueueKeys, Screen):
             "launching on CSX offers that check first.\n" + LaunchQueueKeys.HELP)
     BINDINGS = [
         Binding("ctrl+r", "launch", "Launch", priority=True),
-        Binding("ctrl+t", "check_csx", "Check CSX", priority=True),
+        Binding("ctrl+t", "check_csx", "Check CSX", priority=True, show=False),  # a launch on CSX offers it too
         *LaunchQueueKeys.BINDINGS,
-        Binding("p", "focus_table('presets')", "Presets"),
-        Binding("r", "focus_table('runs')", "Recent runs"),
+        Binding("p", "focus_table('presets')", "Presets", show=False),  # p, r: in help (80 columns fit no more)
+        Binding("r", "focus_table('runs')", "Recent runs", show=False),
         Binding("b", "browse", "Browse runs"),
         Binding("q", "app.quit", "Quit"),
         Binding("question_mark", "app.help", "Help"),
@@ -161,7 +161,7 @@ class HomeScreen(LaunchQueueKeys, Screen):
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "check_csx":
-            return self.cerebras  # False: not in the footer
+            return self.cerebras  # False: ctrl+t does nothing
         return super().check_action(action, parameters)
 
     def check_form(self):

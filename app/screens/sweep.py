@@ -42,7 +42,7 @@ class SweepScreen(ChartKeys, Screen):
             "their last train loss. Enter opens the run under the cursor.")
     BINDINGS = [
         *ChartKeys.VIEW_BINDINGS,
-        *ChartKeys.CURVE_BINDINGS,
+        Binding("v", "curves", "Train/val", show=False),  # ChartKeys.CURVE_BINDINGS' key, in help: b fits instead
         Binding("b", "metric", "Best/final val"),
         Binding("q,escape", "back", "Back"),
         Binding("question_mark", "app.help", "Help"),
