@@ -4,6 +4,7 @@ banner and failure report with a traceback. LOGLEVEL=INFO (or WARNING) brings to
 A refusal every rank reaches is one line, not one per rank: see say_once."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -63,8 +64,9 @@ def main() -> int:
 
 def remove_stale_said_dirs() -> None:
     """A launcher killed with SIGKILL leaves its directory behind: the next launch removes those
-    whose launcher is gone (a pid reused since the directory was last written counts as gone)."""
-    from gigagpt.store.lock import pid_alive
+    whose launcher is gone (a pid reused since the directory was last written counts as gone) and
+    that no launcher holds locked (one in another pid namespace, or after a clock step, looks gone)."""
+    from gigagpt.store.lock import file_locked, pid_alive
 
     tmp = tempfile.gettempdir()
     try:
@@ -76,7 +78,8 @@ def remove_stale_said_dirs() -> None:
         path = os.path.join(tmp, name)
         try:
             st = os.stat(path)
-            if dash and pid.isdigit() and st.st_uid == os.getuid() and not pid_alive(int(pid), started_by=st.st_mtime):
+            if (dash and pid.isdigit() and st.st_uid == os.getuid() and not pid_alive(int(pid), started_by=st.st_mtime)
+                    and file_locked(path) is False):
                 shutil.rmtree(path, ignore_errors=True)  # only our own: root could remove anyone's
         except OSError:
             pass
@@ -93,6 +96,10 @@ def launch() -> int:
     remove_stale_said_dirs()
     try:
         with tempfile.TemporaryDirectory(prefix=f"{SAID_PREFIX}{os.getpid()}-") as said:
+            try:  # locked while this process lives (remove_stale_said_dirs); where locks fail, its pid alone keeps it
+                fcntl.flock(os.open(said, os.O_RDONLY | os.O_CLOEXEC), fcntl.LOCK_EX)
+            except OSError:
+                pass
             os.environ[SAID_DIR] = f"{os.getpid()}:{said}"  # the workers inherit this process's environment
             args = parse_args(sys.argv[1:])
             if args.log_dir is None:  # torchrun's own log directory (error files) would stay in /tmp for good

@@ -193,6 +193,44 @@ def test_a_launch_leaves_nothing_in_tmp_and_removes_what_a_killed_launcher_left(
     assert sorted(p.name for p in tmp.iterdir()) == sorted(d.name for d in kept)
 
 
+LIVE_RANK = """
+import os, pathlib, sys, time
+flag = pathlib.Path(sys.argv[1])
+(flag / "ready").touch()
+while not (flag / "go").exists():
+    time.sleep(0.05)
+said = os.environ["GIGAGPT_SAID_DIR"].partition(":")[2]
+sys.exit(0 if os.path.isdir(os.path.join(said, "torchelastic")) else 3)
+"""
+
+
+def test_a_live_launcher_keeps_its_directory_where_its_pid_cannot_be_seen(tmp_path, monkeypatch):
+    """A launcher in another pid namespace sharing the temporary directory, or one whose start time
+    moved with a clock stepped forward, looks gone by its pid: its lock on its directory keeps it."""
+    from gigagpt import torchrun
+    from gigagpt.store import lock
+
+    tmp, flag = tmp_path / "tmp", tmp_path / "flag"
+    tmp.mkdir()
+    flag.mkdir()
+    (tmp_path / "rank.py").write_text(LIVE_RANK)
+    launcher = subprocess.Popen([sys.executable, "-m", "gigagpt.torchrun", "--standalone", "--nproc-per-node=1",
+                                 tmp_path / "rank.py", flag], cwd=REPO, env={**os.environ, "TMPDIR": str(tmp)},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        while not (flag / "ready").exists() and launcher.poll() is None:
+            time.sleep(0.05)
+        monkeypatch.setattr(lock, "pid_alive", lambda pid, started_by=None: False)  # it cannot be seen
+        monkeypatch.setattr(torchrun.tempfile, "tempdir", str(tmp))
+        torchrun.remove_stale_said_dirs()
+        assert [p.name.startswith(f"gigagpt-said-{launcher.pid}-") for p in tmp.iterdir()] == [True]
+    finally:
+        (flag / "go").touch()
+        out = launcher.communicate(timeout=120)[0]
+    assert launcher.returncode == 0, out
+    assert list(tmp.iterdir()) == []
+
+
 def test_a_refusal_of_one_rank_still_shows(tmp_path):
     """Only rank 1 refuses (rank 0 plans and exits 0): its line shows, and its status is the job's."""
     script = tmp_path / "ranks.py"
