@@ -79,7 +79,7 @@ def remove_stale_said_dirs() -> None:
         try:
             st = os.stat(path)
             if (dash and pid.isdigit() and st.st_uid == os.getuid() and not pid_alive(int(pid), started_by=st.st_mtime)
-                    and file_locked(path) is False):
+                    and not file_locked(path)):  # None: no locks here, the pid alone decides
                 shutil.rmtree(path, ignore_errors=True)  # only our own: root could remove anyone's
         except OSError:
             pass
