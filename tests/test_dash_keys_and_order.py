@@ -5,10 +5,11 @@ import pytest
 from test_dash_app import run, wait_for
 from test_dash_browse import go_to, open_browser, synthetic_run
 from test_dash_small import SWEPT, open_sweep, recent_runs, screen_lines, shown, sweep_runs
-from textual.widgets import Footer, Select
+from textual.widgets import Footer, Select, Static
 
 from app.main import DashApp
 from app.screens.compare import CompareScreen
+from app.screens.dialogs import HelpScreen
 from app.screens.live import LiveScreen
 
 
@@ -95,4 +96,30 @@ def test_recent_runs_queued_first_in_queue_order_then_newest_first(tmp_path):
             lines = [line for line in shown(app, runs)[1:] if line.strip()]
             assert [line.split()[0] for line in lines] == ["first-queued", "second-queued", "new-done", "old-done"]
             assert "queued #1" in lines[0] and "queued #2" in lines[1], lines
+    run(go())
+
+
+@pytest.mark.parametrize("name", ["launch", "runs", "sweep"])
+def test_help_notes_wrap_only_where_the_box_is_full_at_80_columns(tmp_path, name):
+    """The notes under `?`'s keys are hand-wrapped in the source; at 80 columns the box is narrower
+    than those lines, so each broke in two (a full line, then a stub mid-sentence). A line that
+    runs on now breaks only where the next word would not fit."""
+    root = tmp_path / "runs"
+    sweep_runs(root)
+    synthetic_run(root, "done")
+
+    async def go():
+        app = DashApp(root, probe=False, refresh=0.2)
+        async with app.run_test(size=(80, 48)) as pilot:
+            await SCREENS[name][0](app, pilot)
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
+            await pilot.pause()
+            text = app.screen.query_one("#help-text", Static)
+            lines = [line.rstrip() for line in shown(app, text)]
+            notes = lines[next(i for i, line in enumerate(lines) if not line.strip()) + 1:]  # after the keys
+            assert len(notes) > 2, lines
+            for line, after in zip(notes, notes[1:]):
+                if line and after and not line.endswith("."):  # a sentence that runs on to the next line
+                    assert len(line) + 1 + len(after.split()[0]) > text.content_region.width, (line, after)
     run(go())

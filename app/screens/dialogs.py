@@ -1,6 +1,8 @@
 """Modal screens: the `?` key help, a yes/no question and a one-line question."""
 from __future__ import annotations
 
+import re
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -31,7 +33,8 @@ class HelpScreen(ModalScreen):
             if isinstance(binding, Binding) and binding.description:
                 key = f"{describe_key(binding.key):>9}".replace("[", "\\[")  # `[` is a key too, not markup
                 rows.append(f"[b]{key}[/b]  {binding.description}")
-        notes = getattr(self.below, "HELP", "")
+        # The notes are hand-wrapped: a line that does not end a sentence runs on, and the box wraps to its width.
+        notes = re.sub(r"(?<![.\n])\n(?!\n)", " ", getattr(self.below, "HELP", ""))
         with Vertical(id="help"):
             yield Static("\n".join(rows) + (f"\n\n{notes}" if notes else ""), id="help-text")
             yield Static("[dim]esc or ? closes[/dim]")
