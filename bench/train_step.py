@@ -12,7 +12,8 @@ what an expert changes for a CPU: bf16 autocast (train.py uses nullcontext there
 fused AdamW over configure_optimizers' own parameter groups (it fuses only on CUDA; on this CPU the
 fused step is ~4.7x faster: bench/nanogpt_train.py says how that was measured). Ours runs as
 `gigagpt train` does on a CPU, with gigagpt.device.reuse_freed_memory on; the others with glibc's
-settled defaults, and nanoGPT once more with our allocator setting ("nanoGPT, our allocator"; an
+settled defaults, ours once more with glibc's ("gigagpt, glibc's allocator": the setting's
+own gain), and nanoGPT once more with our allocator setting ("nanoGPT, our allocator"; an
 expert could set it too: GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...). All are timed in this one
 process, interleaved round by round on the same batches, so machine noise hits them alike; each
 figure is the median over rounds with the spread [min-max], ratios taken within a round. MFU is
@@ -39,6 +40,7 @@ from gigagpt.train import autocast_for, make_optimizer
 REPO = Path(__file__).resolve().parent.parent
 BASE, PLAIN, OURS = "eager fp32 (baseline)", "gigagpt, plain loss", "gigagpt default (fused)"
 NANO, NANO_HEAP = "nanoGPT bf16+compile", "nanoGPT, our allocator"
+OURS_GLIBC = "gigagpt, glibc's allocator"
 
 
 def make_step(cfg, ours: bool, fused: bool = True):
@@ -101,8 +103,9 @@ def main():
     batches = [(torch.randint(0, 50257, (B, T), generator=gen), torch.randint(0, 50257, (B, T), generator=gen))
                for _ in range(args.steps)]
     # name: (step, whether it runs with reuse_freed_memory on, as `gigagpt train` does on a CPU)
+    ours = make_step(cfg, True)
     steps = {BASE: (make_step(cfg, False, fused=False), False), PLAIN: (make_step(cfg, True, fused=False), True),
-             OURS: (make_step(cfg, True), True)}
+             OURS: (ours, True), OURS_GLIBC: (ours, False)}
     if nano:
         nano_step = make_nanogpt_step(cfg, nano)
         steps[NANO], steps[NANO_HEAP] = (nano_step, False), (nano_step, True)
@@ -136,7 +139,8 @@ def main():
         print(f"{name:24s} {spread(times[name], 1000)} ms/step  {spread(tok_s)} tok/s  "
               f"MFU {spread([fpt * s / peak for s in tok_s], 100, '{:.1f}')}% of the {dtype} matmul peak "
               f"measured alongside, {peak / 1e9:,.0f} GFLOP/s")
-    for a, b in ((BASE, OURS), (PLAIN, OURS), (BASE, PLAIN)) + (((NANO, OURS), (NANO_HEAP, OURS)) if nano else ()):
+    pairs = ((BASE, OURS), (PLAIN, OURS), (OURS_GLIBC, OURS), (BASE, PLAIN))
+    for a, b in pairs + (((NANO, OURS), (NANO_HEAP, OURS), (NANO, NANO_HEAP)) if nano else ()):
         ratios = [x / y for x, y in zip(times[a], times[b])]
         print(f"{b} vs {a}: {spread(ratios, fmt='{:.2f}')}x faster (same round)")
 

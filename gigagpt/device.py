@@ -37,9 +37,9 @@ HEAP_ONLY = {M_MMAP_MAX: 0, M_TRIM_THRESHOLD: (1 << 31) - 1}
 def reuse_freed_memory(on: bool = True) -> bool:
     """Keep freed CPU memory for reuse instead of handing it back (glibc's mallopt). glibc maps
     every block over 32 MiB fresh and unmaps it when freed, so a step's large buffers (one chunk of
-    nano's logits is 51 MB) pay page faults and zeroing every time: 11-20% of a nano CPU step here.
+    nano's logits is 51 MB) pay page faults and zeroing every time: ~10% of a nano CPU step here.
     For compiled steps, which allocate the same blocks in the same order every step: eager ones
-    fragment the heap (nano's eager plain-loss step peaked 1.2 GB higher). RSS stays at its peak.
+    fragment the heap (nano's eager plain-loss step peaked 1.2 GiB higher). RSS stays at its peak.
     on=False restores glibc's settled behaviour (for benchmarks that switch). False where the C
     library is not glibc (macOS, musl)."""
     try:
