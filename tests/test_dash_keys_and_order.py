@@ -123,3 +123,24 @@ def test_help_notes_wrap_only_where_the_box_is_full_at_80_columns(tmp_path, name
                 if line and after and not line.endswith("."):  # a sentence that runs on to the next line
                     assert len(line) + 1 + len(after.split()[0]) > text.content_region.width, (line, after)
     run(go())
+
+
+def test_help_keys_line_up_whatever_their_width(tmp_path):
+    """`[, shift+up` (11 wide) pushed its description out of the column the 9-wide keys made."""
+    root = tmp_path / "runs"
+    sweep_runs(root)
+    synthetic_run(root, "done")
+
+    async def go():
+        app = DashApp(root, probe=False, refresh=0.2)
+        async with app.run_test(size=(100, 60)) as pilot:
+            await open_runs(app, pilot)
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
+            await pilot.pause()
+            lines = [line.rstrip() for line in shown(app, app.screen.query_one("#help-text", Static))]
+            rows = lines[:next(i for i, line in enumerate(lines) if not line.strip())]
+            assert any("[, shift+up" in row for row in rows) and len(rows) > 10, rows
+            starts = {len(row) - len(row.split("  ")[-1]) for row in rows}  # where each description starts
+            assert len(starts) == 1, rows
+    run(go())

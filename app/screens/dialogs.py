@@ -28,11 +28,13 @@ class HelpScreen(ModalScreen):
         self.below = screen
 
     def compose(self) -> ComposeResult:
+        keys = [(describe_key(b.key), b.description) for b in [*self.below.BINDINGS, *self.app.BINDINGS]
+                if isinstance(b, Binding) and b.description]
+        width = max((len(key) for key, _ in keys), default=0)
         rows = []
-        for binding in [*self.below.BINDINGS, *self.app.BINDINGS]:
-            if isinstance(binding, Binding) and binding.description:
-                key = f"{describe_key(binding.key):>9}".replace("[", "\\[")  # `[` is a key too, not markup
-                rows.append(f"[b]{key}[/b]  {binding.description}")
+        for key, what in keys:  # the keys right-aligned to the widest (`[, shift+up` is 11)
+            key = f"{key:>{width}}".replace("[", "\\[")  # `[` is a key too, not markup
+            rows.append(f"[b]{key}[/b]  {what}")
         # The notes are hand-wrapped: a line that does not end a sentence runs on, and the box wraps to its width.
         notes = re.sub(r"(?<![.\n])\n(?!\n)", " ", getattr(self.below, "HELP", ""))
         with Vertical(id="help"):
