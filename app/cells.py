@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -129,19 +130,32 @@ def whole_widths(headers: dict[str, str], rows: list[dict]) -> dict[str, int]:
     return {k: max([cell_len(h)] + [row[k].cell_len for row in rows]) for k, h in headers.items() if k != "name"}
 
 
-def fit_columns(headers: dict[str, str], rows: list[dict], names: list[str], space: int, required: tuple,
-                optional: tuple, name_width: tuple[int, int], cut: tuple = (),
-                short: dict | None = None) -> tuple[list[str], dict[str, int], list[str]]:
+class Columns(NamedTuple):
+    """A table's columns for fit_columns: every one's header (in table order, the names' `name`),
+    those always shown, those shown while they fit (most useful first), the names' (min, max)
+    width, and those cut in the middle to fit rather than left out."""
+    headers: dict[str, str]
+    required: tuple
+    optional: tuple
+    name_width: tuple[int, int]
+    cut: tuple = ()
+
+
+def fit_columns(table: Columns, rows: list[dict], space: int,
+                short: dict | None = None) -> tuple[list[str], dict[str, int], list[dict]]:
     """A table laid out in `space` terminal cells with no horizontal scrolling: (its columns, in
-    the order of `headers`; each one's width; the names as the `name` column shows them, fit_all).
-    rows: each row's cells (Text) by column, the name's aside. The required columns always, the
-    name column name_width's (min, max) min wide (narrower only when the names are); then the
-    optional ones, most useful first, while they fit ("name" among them: the names widen to the
-    max there); a `cut` one that does not fit whole in its turn takes what is left, its cells cut
-    in the middle (fit_all: never two alike); what is left at the end widens the names.
-    A small terminal, where the required columns do not fit whole: `short`'s cells ({column: a
-    cell per row}) replace theirs, then the names narrow, to MIN_CUT."""
-    low, high = name_width
+    the order of its headers; each one's width; the rows as shown). rows: each row's cells (Text)
+    by column, its name (str) as `name`; the rows returned are new, `name` the name as the column
+    shows it (fit_all). The required columns always, the name column name_width's (min, max) min
+    wide (narrower only when the names are); then the optional ones while they fit ("name" among
+    them: the names widen to the max there); a `cut` one that does not fit whole in its turn takes
+    what is left, its cells cut in the middle (fit_all: never two alike); what is left at the end
+    widens the names. A small terminal, where the required columns do not fit whole: `short`'s
+    cells ({column: a cell per row}) replace theirs, then the names narrow, to MIN_CUT."""
+    headers, required = table.headers, table.required
+    rows = [dict(row) for row in rows]  # the caller's rows as they were: a new cell is this layout's
+    names = [row["name"] for row in rows]
+    low, high = table.name_width
     longest = min(max([len(n) for n in names] + [cell_len(headers["name"])]), high)
     widths = whole_widths(headers, rows)
 
@@ -156,7 +170,7 @@ def fit_columns(headers: dict[str, str], rows: list[dict], names: list[str], spa
     widths["name"] = max(min(longest, low, space - others()), min(longest, MIN_CUT))
     used = others() + widths["name"]
     chosen = set(required) | {"name"}
-    for key in optional:
+    for key in table.optional:
         left = space - used - PADDING
         if key == "name":
             grown = min(longest, widths["name"] + space - used)
@@ -166,14 +180,16 @@ def fit_columns(headers: dict[str, str], rows: list[dict], names: list[str], spa
         elif widths[key] <= left:
             chosen.add(key)
             used += widths[key] + PADDING
-        elif key in cut and left >= max(cell_len(headers[key]), MIN_CUT):
+        elif key in table.cut and left >= max(cell_len(headers[key]), MIN_CUT):
             chosen.add(key)
             used, widths[key] = space, left
             for row, label in zip(rows, fit_all([row[key].plain for row in rows], left)):
                 row[key] = Text(label, style=row[key].style)
     widths["name"] = max(min(longest, widths["name"] + space - used), widths["name"])
+    for row, label in zip(rows, fit_all(names, widths["name"])):
+        row["name"] = label
     columns = [k for k in headers if k in chosen]
-    return columns, {k: widths[k] for k in columns}, fit_all(names, widths["name"])
+    return columns, {k: widths[k] for k in columns}, rows
 
 
 def started(row: dict) -> Text:
@@ -190,8 +206,9 @@ def current_step(row: dict) -> Text:
     return cell("?" if row["step"] is None else row["step"])
 
 
-RECENT = {"name": "run", "preset": "preset", "status": "status", "step": "step", "loss": "loss", "started": "started"}
-RECENT_NAME_WIDTH = (20, 40)  # the recent runs' names: cut to no fewer (in the middle) and no more characters
+RECENT = Columns({"name": "run", "preset": "preset", "status": "status", "step": "step", "loss": "loss",
+                  "started": "started"}, ("name", "status", "step"), ("loss", "started", "preset", "name"),
+                 (20, 40))  # the names: cut to no fewer (in the middle) and no more characters
 
 
 def recent_table(rows: list[dict], space: int) -> tuple[list[str], dict[str, int], list[list[Text]]]:
@@ -199,14 +216,13 @@ def recent_table(rows: list[dict], space: int) -> tuple[list[str], dict[str, int
     the runs table (fit_columns): run, status and step always, then loss, started and preset while
     they fit. Returns the columns (the names' is `run`), their widths and each row's cells. A run
     outside the runs root says where it is after its name, dim."""
-    every = [{"preset": cell(r["preset"] or "–"), "status": run_status_cell(r), "step": cell(fmt_step(r)),
-              "loss": cell(fmt_loss(r["loss"])), "started": started(r)} for r in rows]
     places = [f" ({printable(Path(r['root']).name)})" if r["key"] != r["id"] else "" for r in rows]
-    columns, widths, labels = fit_columns(
-        RECENT, every, [printable(r["name"]) + place for r, place in zip(rows, places)], space,
-        ("name", "status", "step"), ("loss", "started", "preset", "name"), RECENT_NAME_WIDTH,
-        short={"step": [current_step(r) for r in rows]})
-    for cells, label, place in zip(every, labels, places):
+    every = [{"name": printable(r["name"]) + place, "preset": cell(r["preset"] or "–"), "status": run_status_cell(r),
+              "step": cell(fmt_step(r)), "loss": cell(fmt_loss(r["loss"])), "started": started(r)}
+             for r, place in zip(rows, places)]
+    columns, widths, every = fit_columns(RECENT, every, space, short={"step": [current_step(r) for r in rows]})
+    for cells, place in zip(every, places):
+        label = cells["name"]
         cells["name"] = cell(label)
         if place and label.endswith(place):
             cells["name"].stylize("dim", len(label) - len(place))

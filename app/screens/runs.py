@@ -15,7 +15,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from app.cells import cell, current_step, duration, fit_columns, never_started, run_status_cell, started, write_rows
+from app.cells import Columns, cell, current_step, duration, fit_columns, never_started, run_status_cell, started, write_rows
 from app.messages import OpenRun, RunsChanged
 from app.screens.queue_actions import RunsQueueKeys
 from app.screens.run_actions import RunActions
@@ -134,15 +134,16 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
     def lay_out(self, shown: list[dict]) -> tuple[list[str], dict[str, int], list[list]]:
         """The columns that fit the terminal (cells.fit_columns), their widths, each row's cells."""
         keys = [k for k in COLUMNS if k != "root" or self.many_roots()]
-        every = [{k: self.cell(k, r) for k in keys if k != "name"} for r in shown]
-        columns, widths, labels = fit_columns(
-            {k: self.header(k) for k in keys}, every, [printable(r["name"]) for r in shown],
-            self.table_space(len(shown)), REQUIRED, [k for k in dict.fromkeys((self.sort_key, *OPTIONAL)) if k in keys],
-            NAME_WIDTH, cut=tuple({"tags", self.sort_key} & set(CUT)), short={"step": [current_step(r) for r in shown]})
-        self.labels = dict(zip([r["key"] for r in shown], labels))
-        names = [cell(label, "bold red" if r["problem"] else "") for label, r in zip(labels, shown)]
-        return columns, widths, [[name if k == "name" else cells[k] for k in columns]
-                                 for name, cells in zip(names, every)]
+        shape = Columns({k: self.header(k) for k in keys}, REQUIRED,
+                        tuple(k for k in dict.fromkeys((self.sort_key, *OPTIONAL)) if k in keys), NAME_WIDTH,
+                        tuple({"tags", self.sort_key} & set(CUT)))
+        every = [{k: printable(r["name"]) if k == "name" else self.cell(k, r) for k in keys} for r in shown]
+        columns, widths, every = fit_columns(shape, every, self.table_space(len(shown)),
+                                             short={"step": [current_step(r) for r in shown]})
+        self.labels = {r["key"]: cells["name"] for r, cells in zip(shown, every)}
+        for r, cells in zip(shown, every):
+            cells["name"] = cell(cells["name"], "bold red" if r["problem"] else "")
+        return columns, widths, [[cells[k] for k in columns] for cells in every]
 
     def sortable(self) -> list[str]:
         return [k for k in SORTABLE if k != "root" or self.many_roots()]

@@ -19,7 +19,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from app.cells import MIN_CUT, cell, fit, fit_columns, run_status_cell, short, write_rows
+from app.cells import MIN_CUT, Columns, cell, fit, fit_columns, run_status_cell, short, write_rows
 from app.messages import OpenRun, RunsChanged
 from app.sweep_chart import BEST_MARKER, SweepChart, fmt_value, short_key, sort_value, sweep_plot, value_label
 from app.widgets import RUN_COLORS, ChartKeys, ChartView, CompareChart
@@ -148,16 +148,15 @@ class SweepScreen(ChartKeys, Screen):
         every = []
         for row in self.members:
             style = "bold" if row["key"] == self.best else ""
-            every.append({"best": Text(BEST_MARKER, style="bold red") if style else Text(" "),
+            every.append({"name": printable(row["name"]), "best": Text(BEST_MARKER, style="bold red") if style else Text(" "),
                           **{k: cell(fmt_value(self.values[row["key"]].get(k)), style) for k in self.keys},
                           "status": run_status_cell(row), "step": cell(fmt_step(row)),
                           **{k: cell(fmt_loss(row[k]), style) for k in ("best_val", "val_loss", "loss")}})
         bar = table.styles.scrollbar_size_vertical if len(every) > int(self.size.height * TABLE_SHARE) - 3 else 0
         other = "val_loss" if self.metric == "best_val" else "best_val"
-        columns, widths, labels = fit_columns(headers, every, [printable(r["name"]) for r in self.members],
-                                              self.size.width - 2 - bar, ("best", "name", *self.keys, "status",
-                                                                          "step", self.metric), (other, "name", "loss"),
-                                              NAME_WIDTH)
+        shape = Columns(headers, ("best", "name", *self.keys, "status", "step", self.metric), (other, "name", "loss"),
+                        NAME_WIDTH)
+        columns, widths, every = fit_columns(shape, every, self.size.width - 2 - bar)
         rebuild = (columns, widths) != self.table_layout
         if rebuild:
             table.clear(columns=True)
@@ -165,9 +164,9 @@ class SweepScreen(ChartKeys, Screen):
                 table.add_column(headers[c], key=c, width=widths[c])
             self.table_layout = columns, widths
         rows = {}
-        for i, (row, cells, label) in enumerate(zip(self.members, every, labels)):
+        for i, (row, cells) in enumerate(zip(self.members, every)):
             style = f"{RUN_COLORS[i % len(RUN_COLORS)][1]} {'bold' if row['key'] == self.best else ''}"
-            cells["name"] = cell(label, style.strip())
+            cells["name"] = cell(cells["name"], style.strip())
             rows[row["key"]] = [cells[c] for c in columns]
         current = table.cursor_row
         self.drawn = write_rows(table, columns, rows, self.drawn, rebuild)
