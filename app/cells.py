@@ -125,6 +125,18 @@ PADDING = 2  # a DataTable column's padding: one cell each side
 MIN_CUT = 8  # a column cut to fit (fit_columns), and the names in a small terminal, are at least this wide
 
 
+def table_space(table, rows: int) -> int:
+    """The cells a DataTable's columns may take once it holds `rows` rows: its width, less its
+    vertical scrollbar when the rows and the header overflow the height it may take: its height,
+    or a height: auto table's max-height (its height now fits only the rows it held)."""
+    width, height = table.size
+    if table.styles.height and table.styles.height.is_auto and table.styles.max_height:
+        height = int(table.styles.max_height.resolve(table.parent.size, table.app.size)) - table.styles.gutter.height
+    if not width:  # not laid out yet: its screen's width, less its border
+        width = table.screen.size.width - table.styles.gutter.width
+    return width - (table.styles.scrollbar_size_vertical if rows > height - 1 else 0)  # the header: a row
+
+
 def whole_widths(headers: dict[str, str], rows: list[dict]) -> dict[str, int]:
     """Each column's width with nothing cut: its widest cell or its header (the names' aside)."""
     return {k: max([cell_len(h)] + [row[k].cell_len for row in rows]) for k, h in headers.items() if k != "name"}

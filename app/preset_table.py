@@ -9,7 +9,7 @@ from textual import events
 from textual.widgets import DataTable
 
 from app import launch
-from app.cells import fit_all
+from app.cells import fit_all, table_space
 from app.launch import Device, Preset
 from gigagpt import plan
 
@@ -65,9 +65,7 @@ class PresetTable(DataTable):
         """Names cut to the room params and fits leave them; then the columns that fit."""
         if not self.size.width:
             return  # not laid out yet
-        room = self.size.width
-        if len(self.presets) + 1 > self.size.height:
-            room -= self.styles.scrollbar_size_vertical
+        room = table_space(self, len(self.presets))
         names = [p.name for p in self.presets]
         room_for_names = room - self.width("params") - self.width("fits") - 2 * self.cell_padding
         for name, label in zip(names, fit_all(names, max(NAME_MIN, room_for_names))):

@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from app import launch
-from app.cells import recent_table
+from app.cells import recent_table, table_space
 from app.launch import FORM_FIELDS, Device, Preset
 from app.messages import BrowseRuns, DevicesChanged, OpenRun, RunsChanged
 from app.preset_table import PresetTable, plan_text
@@ -316,9 +316,7 @@ class HomeScreen(LaunchQueueKeys, Screen):
         queued = sorted((r for r in rows.values() if r["status"] == "queued" and r.get("queue_position")),
                         key=lambda r: r["queue_position"])  # each root's #1, then each root's #2, ...
         order = list(dict.fromkeys([r["key"] for r in queued] + list(rows)))
-        bar = table.styles.scrollbar_size_vertical if len(order) > table.size.height - 1 else 0
-        width = table.size.width or self.size.width - 2  # its own width: the screen's scrollbar may take a column
-        columns, widths, every = recent_table([rows[key] for key in order], width - bar)
+        columns, widths, every = recent_table([rows[key] for key in order], table_space(table, len(order)))
         cells = dict(zip(order, every))
         selected = self.run_order[table.cursor_row] if 0 <= table.cursor_row < len(self.run_order) else None
         if (columns, widths) != self.runs_layout:

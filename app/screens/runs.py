@@ -15,7 +15,18 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from app.cells import Columns, cell, current_step, duration, fit_columns, never_started, run_status_cell, started, write_rows
+from app.cells import (
+    Columns,
+    cell,
+    current_step,
+    duration,
+    fit_columns,
+    never_started,
+    run_status_cell,
+    started,
+    table_space,
+    write_rows,
+)
 from app.messages import OpenRun, RunsChanged
 from app.screens.queue_actions import RunsQueueKeys
 from app.screens.run_actions import RunActions
@@ -53,7 +64,6 @@ SORTABLE = [k for k, (_, key, _) in COLUMNS.items() if key]
 REQUIRED = ("mark", "name", "status", "step", "best_val")
 OPTIONAL = ("root", "loss", "preset", "val_loss", "tokens", "tok_s", "duration", "device", "name", "started", "tags")
 CUT = ("root", "preset", "device", "tags")  # text cut in the middle when it does not fit whole: tags, the sort column
-SCREEN_ROWS = 7  # the screen's rows besides the table's: filter bar, borders, header, detail, footer
 
 
 class RunsScreen(RunActions, RunsQueueKeys, Screen):
@@ -125,12 +135,6 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
     def many_roots(self) -> bool:
         return len(self.app.runs_roots) > 1
 
-    def table_space(self, rows: int) -> int:
-        """The table's width inside its border, less the vertical scrollbar when rows overflow."""
-        table = self.query_one("#runs-table", DataTable)
-        bar = table.styles.scrollbar_size_vertical if rows > self.size.height - SCREEN_ROWS else 0
-        return self.size.width - 2 - bar
-
     def lay_out(self, shown: list[dict]) -> tuple[list[str], dict[str, int], list[list]]:
         """The columns that fit the terminal (cells.fit_columns), their widths, each row's cells."""
         keys = [k for k in COLUMNS if k != "root" or self.many_roots()]
@@ -138,7 +142,7 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
                         tuple(k for k in dict.fromkeys((self.sort_key, *OPTIONAL)) if k in keys), NAME_WIDTH,
                         tuple({"tags", self.sort_key} & set(CUT)))
         every = [{k: printable(r["name"]) if k == "name" else self.cell(k, r) for k in keys} for r in shown]
-        columns, widths, every = fit_columns(shape, every, self.table_space(len(shown)),
+        columns, widths, every = fit_columns(shape, every, table_space(self.query_one("#runs-table", DataTable), len(shown)),
                                              short={"step": [current_step(r) for r in shown]})
         self.labels = {r["key"]: cells["name"] for r, cells in zip(shown, every)}
         for r, cells in zip(shown, every):

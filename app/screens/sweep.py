@@ -19,7 +19,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from app.cells import MIN_CUT, Columns, cell, fit, fit_columns, run_status_cell, short, write_rows
+from app.cells import MIN_CUT, Columns, cell, fit, fit_columns, run_status_cell, short, table_space, write_rows
 from app.messages import OpenRun, RunsChanged
 from app.sweep_chart import BEST_MARKER, SweepChart, fmt_value, short_key, sort_value, sweep_plot, value_label
 from app.widgets import RUN_COLORS, ChartKeys, ChartView, CompareChart
@@ -31,7 +31,6 @@ METRICS = {"best_val": "best val loss", "val_loss": "final val loss"}
 RUNNING_RELOAD_SECONDS = 3.0  # a running run's curves are read again at most this often
 NAME_WIDTH = (16, 36)  # the run column: its names cut in the middle to no fewer, no more characters
 MIN_NAME = 10  # the header's best run name: cut to no fewer characters
-TABLE_SHARE = 0.4  # the table's max-height: of the screen's rows
 
 
 class SweepScreen(ChartKeys, Screen):
@@ -152,11 +151,10 @@ class SweepScreen(ChartKeys, Screen):
                           **{k: cell(fmt_value(self.values[row["key"]].get(k)), style) for k in self.keys},
                           "status": run_status_cell(row), "step": cell(fmt_step(row)),
                           **{k: cell(fmt_loss(row[k]), style) for k in ("best_val", "val_loss", "loss")}})
-        bar = table.styles.scrollbar_size_vertical if len(every) > int(self.size.height * TABLE_SHARE) - 3 else 0
         other = "val_loss" if self.metric == "best_val" else "best_val"
         shape = Columns(headers, ("best", "name", *self.keys, "status", "step", self.metric), (other, "name", "loss"),
                         NAME_WIDTH)
-        columns, widths, every = fit_columns(shape, every, self.size.width - 2 - bar)
+        columns, widths, every = fit_columns(shape, every, table_space(table, len(every)))
         rebuild = (columns, widths) != self.table_layout
         if rebuild:
             table.clear(columns=True)
