@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from app import launch
-from app.cells import recent_table, table_space
+from app.cells import recent_table, table_space, write_rows
 from app.launch import FORM_FIELDS, Device, Preset
 from app.messages import BrowseRuns, DevicesChanged, OpenRun, RunsChanged
 from app.preset_table import PresetTable, plan_text
@@ -64,7 +64,7 @@ class HomeScreen(LaunchQueueKeys, Screen):
         self.presets: list[Preset] = launch.find_presets(self.app.config_dirs)
         self.preset: Preset | None = None
         self.run_order: list[str] = []
-        self.run_cells: dict[str, list] = {}  # what each row of the recent runs shows now
+        self.run_cells: dict[str, list] = {}  # run key -> its cells as drawn (cells.write_rows)
         self.runs_layout = None  # the recent runs' columns and widths (cells.recent_table)
         self.nproc = 1  # the processes field, once valid
         self.csx_passed: set[tuple] = set()  # override sets that `check-csx` lowered for CSX
@@ -317,23 +317,14 @@ class HomeScreen(LaunchQueueKeys, Screen):
                         key=lambda r: r["queue_position"])  # each root's #1, then each root's #2, ...
         order = list(dict.fromkeys([r["key"] for r in queued] + list(rows)))
         columns, widths, every = recent_table([rows[key] for key in order], table_space(table, len(order)))
-        cells = dict(zip(order, every))
         selected = self.run_order[table.cursor_row] if 0 <= table.cursor_row < len(self.run_order) else None
-        if (columns, widths) != self.runs_layout:
+        rebuild = (columns, widths) != self.runs_layout
+        if rebuild:
             table.clear(columns=True)
             for key in columns:
                 table.add_column(key, key=key, width=widths[key])
-            self.runs_layout, self.run_order = (columns, widths), []
-        if order != self.run_order:
-            table.clear()
-            for key in order:
-                table.add_row(*cells[key], key=key)
-            self.run_order = order
-            if selected in order:
-                table.move_cursor(row=order.index(selected))
-        else:
-            for key in order:
-                for column, value, old in zip(columns, cells[key], self.run_cells.get(key, ())):
-                    if value != old:
-                        table.update_cell(key, column, value)
-        self.run_cells = cells
+            self.runs_layout = columns, widths
+        self.run_cells = write_rows(table, columns, dict(zip(order, every)), self.run_cells, rebuild)
+        if (rebuild or order != self.run_order) and selected in order:  # rows written again: the cursor on its run
+            table.move_cursor(row=order.index(selected))
+        self.run_order = order
