@@ -99,48 +99,43 @@ def test_recent_runs_queued_first_in_queue_order_then_newest_first(tmp_path):
     run(go())
 
 
+def read_help(tmp_path, opener, size) -> tuple[list[str], list[str], int]:
+    """`?` over the screen `opener` goes to, as drawn: its key rows, its note lines, the text's width."""
+    root = tmp_path / "runs"
+    sweep_runs(root)
+    synthetic_run(root, "done")
+    drawn = {}
+
+    async def go():
+        app = DashApp(root, probe=False, refresh=0.2)
+        async with app.run_test(size=size) as pilot:
+            await opener(app, pilot)
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
+            await pilot.pause()
+            text = app.screen.query_one("#help-text", Static)
+            drawn["lines"], drawn["width"] = [line.rstrip() for line in shown(app, text)], text.content_region.width
+    run(go())
+    lines = drawn["lines"]
+    blank = next(i for i, line in enumerate(lines) if not line.strip())  # between the keys and the notes
+    return lines[:blank], lines[blank + 1:], drawn["width"]
+
+
 @pytest.mark.parametrize("name", ["launch", "runs", "sweep"])
 def test_help_notes_wrap_only_where_the_box_is_full_at_80_columns(tmp_path, name):
     """The notes under `?`'s keys are hand-wrapped in the source; at 80 columns the box is narrower
     than those lines, so each broke in two (a full line, then a stub mid-sentence). A line that
     runs on now breaks only where the next word would not fit."""
-    root = tmp_path / "runs"
-    sweep_runs(root)
-    synthetic_run(root, "done")
-
-    async def go():
-        app = DashApp(root, probe=False, refresh=0.2)
-        async with app.run_test(size=(80, 48)) as pilot:
-            await SCREENS[name][0](app, pilot)
-            await pilot.press("question_mark")
-            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
-            await pilot.pause()
-            text = app.screen.query_one("#help-text", Static)
-            lines = [line.rstrip() for line in shown(app, text)]
-            notes = lines[next(i for i, line in enumerate(lines) if not line.strip()) + 1:]  # after the keys
-            assert len(notes) > 2, lines
-            for line, after in zip(notes, notes[1:]):
-                if line and after and not line.endswith("."):  # a sentence that runs on to the next line
-                    assert len(line) + 1 + len(after.split()[0]) > text.content_region.width, (line, after)
-    run(go())
+    _, notes, width = read_help(tmp_path, SCREENS[name][0], (80, 48))
+    assert len(notes) > 2, notes
+    for line, after in zip(notes, notes[1:]):
+        if line and after and not line.endswith("."):  # a sentence that runs on to the next line
+            assert len(line) + 1 + len(after.split()[0]) > width, (line, after)
 
 
 def test_help_keys_line_up_whatever_their_width(tmp_path):
     """`[, shift+up` (11 wide) pushed its description out of the column the 9-wide keys made."""
-    root = tmp_path / "runs"
-    sweep_runs(root)
-    synthetic_run(root, "done")
-
-    async def go():
-        app = DashApp(root, probe=False, refresh=0.2)
-        async with app.run_test(size=(100, 60)) as pilot:
-            await open_runs(app, pilot)
-            await pilot.press("question_mark")
-            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
-            await pilot.pause()
-            lines = [line.rstrip() for line in shown(app, app.screen.query_one("#help-text", Static))]
-            rows = lines[:next(i for i, line in enumerate(lines) if not line.strip())]
-            assert any("[, shift+up" in row for row in rows) and len(rows) > 10, rows
-            starts = {len(row) - len(row.split("  ")[-1]) for row in rows}  # where each description starts
-            assert len(starts) == 1, rows
-    run(go())
+    rows, _, _ = read_help(tmp_path, open_runs, (100, 60))
+    assert any("[, shift+up" in row for row in rows) and len(rows) > 10, rows
+    starts = {len(row) - len(row.split("  ")[-1]) for row in rows}  # where each description starts
+    assert len(starts) == 1, rows
