@@ -21,7 +21,6 @@ from app.cells import (
     current_step,
     duration,
     fit_columns,
-    never_started,
     run_status_cell,
     started,
     table_space,
@@ -30,7 +29,17 @@ from app.cells import (
 from app.messages import OpenRun, RunsChanged
 from app.screens.queue_actions import RunsQueueKeys
 from app.screens.run_actions import RunActions
-from gigagpt.listing import fmt_duration, fmt_loss, fmt_step, fmt_time, human_count, matches, note, sort_rows
+from gigagpt.listing import (
+    fmt_duration,
+    fmt_loss,
+    fmt_step,
+    fmt_time,
+    human_count,
+    matches,
+    never_started,
+    note,
+    sort_rows,
+)
 from gigagpt.store.layout import root_problem
 from gigagpt.store.meta import printable
 from gigagpt.store.summary import STATUSES
