@@ -32,7 +32,7 @@ from gigagpt.dataset import resolve_dataset
 from gigagpt.encode_workers import Progress, start_helpers, tokenize_to
 from gigagpt.settings import data_root
 from gigagpt.store.files import os_reason
-from gigagpt.store.lock import pid_alive
+from gigagpt.store.lock import abandoned, hold
 from gigagpt.tokenizer import EOT, VOCAB_SIZE, get_tokenizer
 
 DATASET_FILES = ("meta.json", "train.bin", "val.bin")
@@ -96,14 +96,10 @@ def default_workers() -> int:
 
 def remove_killed_leftovers(out: Path) -> None:
     """Remove the temporary directories of killed prepares to `out` (openwebtext's is many GB): those
-    whose process is gone, or whose pid is now another process's, started after it last wrote there."""
+    that store.lock.abandoned says are left over (never a live prepare's: write_dataset holds its own)."""
     for left in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
-        pid = left.name.rpartition("-")[2]
-        try:
-            if pid.isdigit() and not pid_alive(int(pid), started_by=left.stat().st_mtime):
-                shutil.rmtree(left, ignore_errors=True)
-        except OSError:
-            pass
+        if abandoned(left, left.name.rpartition("-")[2]):
+            shutil.rmtree(left, ignore_errors=True)
 
 
 def write_dataset(out: Path, source: Source, pool, workers: int, val_fraction: float,
@@ -115,6 +111,7 @@ def write_dataset(out: Path, source: Source, pool, workers: int, val_fraction: f
     shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run that had our pid
     remove_killed_leftovers(out)
     tmp.mkdir(parents=True)
+    held = hold(tmp)  # a prepare in another pid namespace sharing this directory must not take it for a leftover
     try:
         progress = Progress(source.size)
         try:
@@ -154,6 +151,8 @@ def write_dataset(out: Path, source: Source, pool, workers: int, val_fraction: f
             tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if held is not None:
+            os.close(held)
     return meta
 
 

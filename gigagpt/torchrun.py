@@ -4,7 +4,6 @@ banner and failure report with a traceback. LOGLEVEL=INFO (or WARNING) brings to
 A refusal every rank reaches is one line, not one per rank: see say_once."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -64,9 +63,8 @@ def main() -> int:
 
 def remove_stale_said_dirs() -> None:
     """A launcher killed with SIGKILL leaves its directory behind: the next launch removes those
-    whose launcher is gone (a pid reused since the directory was last written counts as gone) and
-    that no launcher holds locked (one in another pid namespace, or after a clock step, looks gone)."""
-    from gigagpt.store.lock import file_locked, pid_alive
+    that store.lock.abandoned says are left over."""
+    from gigagpt.store.lock import abandoned
 
     tmp = tempfile.gettempdir()
     try:
@@ -75,14 +73,8 @@ def remove_stale_said_dirs() -> None:
         return
     for name in names:
         pid, dash, _ = name[len(SAID_PREFIX):].partition("-")
-        path = os.path.join(tmp, name)
-        try:
-            st = os.stat(path)
-            if (dash and pid.isdigit() and st.st_uid == os.getuid() and not pid_alive(int(pid), started_by=st.st_mtime)
-                    and not file_locked(path)):  # None: no locks here, the pid alone decides
-                shutil.rmtree(path, ignore_errors=True)  # only our own: root could remove anyone's
-        except OSError:
-            pass
+        if dash and abandoned(os.path.join(tmp, name), pid):
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
 
 
 def launch() -> int:
@@ -91,15 +83,14 @@ def launch() -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    from gigagpt.store.lock import hold
+
     for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed")]:
         logging.getLogger(name).setLevel(os.environ["LOGLEVEL"])
     remove_stale_said_dirs()
     try:
         with tempfile.TemporaryDirectory(prefix=f"{SAID_PREFIX}{os.getpid()}-") as said:
-            try:  # locked while this process lives (remove_stale_said_dirs); where locks fail, its pid alone keeps it
-                fcntl.flock(os.open(said, os.O_RDONLY | os.O_CLOEXEC), fcntl.LOCK_EX)
-            except OSError:
-                pass
+            hold(said)  # held while this process lives: no other launch takes it for a leftover
             os.environ[SAID_DIR] = f"{os.getpid()}:{said}"  # the workers inherit this process's environment
             args = parse_args(sys.argv[1:])
             if args.log_dir is None:  # torchrun's own log directory (error files) would stay in /tmp for good

@@ -486,3 +486,24 @@ def test_a_killed_prepares_temporary_directory_is_removed_by_the_next(run, tmp_p
         (d / "all.bin").write_bytes(b"\0" * 1000)
     assert run("data", "prepare", tmp_path / "a.txt").returncode == 0
     assert not dead.exists() and live.exists() and (data / "a" / "train.bin").is_file()
+
+
+def test_a_live_prepares_directory_is_kept_whatever_its_pid_says(run, tmp_path):
+    """A prepare in another pid namespace sharing the data directory (or across a clock step) looks
+    gone by the pid in its directory's name: its lock keeps it, until it is really gone."""
+    (tmp_path / "a.txt").write_text("some text\n" * 100)
+    data = tmp_path / "data"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = data / f".a.tmp-{gone.stdout.strip()}"
+    left.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys; fcntl.flock(os.open(sys.argv[1], os.O_RDONLY), "
+                               "fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", left],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert run("data", "prepare", tmp_path / "a.txt").returncode == 0
+        assert left.is_dir()
+    finally:
+        holder.communicate("")
+    assert run("data", "prepare", tmp_path / "a.txt", "--force").returncode == 0
+    assert not left.exists() and sorted(p.name for p in data.iterdir()) == ["a"]

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 
@@ -103,6 +104,33 @@ def file_locked(path: Path) -> bool | None:
         return True if e.errno in (errno.EAGAIN, errno.EACCES) else None
     finally:
         os.close(fd)  # also drops the shared lock just taken
+
+
+def hold(path: Path) -> int | None:
+    """An flock on the directory `path` while the returned descriptor stays open (the kernel drops
+    it on any death, SIGKILL included): `abandoned` never takes a held directory for a leftover."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # a filesystem without locks: the pid alone decides
+        pass
+    return fd
+
+
+def abandoned(path: Path, pid: str) -> bool:
+    """Whether `path`, a directory named for the pid of the process that made it, is a leftover to
+    remove: our own (as root, another user's would be removable too), that process gone or its pid
+    reused since the directory was last written, and not held (a live maker in another pid namespace,
+    or across a clock step, looks gone by its pid alone). A symlink or a file is never one."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (stat.S_ISDIR(st.st_mode) and pid.isdigit() and st.st_uid == os.getuid()
+            and not pid_alive(int(pid), started_by=st.st_mtime) and not file_locked(path))
 
 
 def holder_pid(run_dir: Path) -> int | None:
