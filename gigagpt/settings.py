@@ -57,10 +57,12 @@ def cache_dir() -> Path:
 
 def settings_path() -> Path | None:
     """The settings file: $GIGAGPT_SETTINGS, else ./gigagpt.toml, else the user config dir's."""
-    if env_path("GIGAGPT_SETTINGS"):
-        return env_path("GIGAGPT_SETTINGS")
-    user = os.environ.get("XDG_CONFIG_HOME") or (home() and home() / ".config")
-    for p in (Path("gigagpt.toml"), *([Path(user) / "gigagpt" / "gigagpt.toml"] if user else [])):
+    named = env_path("GIGAGPT_SETTINGS")
+    if named:
+        return named
+    user = home()
+    config = os.environ.get("XDG_CONFIG_HOME") or (user / ".config" if user else None)
+    for p in (Path("gigagpt.toml"), *([Path(config) / "gigagpt" / "gigagpt.toml"] if config else [])):
         if p.is_file():
             return p
     return None
