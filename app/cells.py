@@ -30,6 +30,17 @@ def drawn(value):
     return (value.plain, str(value.style), tuple(value.spans)) if isinstance(value, Text) else value
 
 
+def set_columns(table, columns: list[str], headers: list[str], widths: dict[str, int], before) -> tuple:
+    """A DataTable's columns (keys, their headers, widths), added again only when they differ from
+    `before` (the layout this returned last time: a new one means the rows are written again too)."""
+    layout = (columns, widths, headers)
+    if layout != before:
+        table.clear(columns=True)
+        for key, header in zip(columns, headers):
+            table.add_column(header, key=key, width=widths[key])
+    return layout
+
+
 def write_rows(table, columns: list[str], rows: dict[str, list], before: dict[str, list], rebuild: bool) -> dict:
     """Put rows ({row key: its cells in `columns`' order}, in table order) in a DataTable: all of
     them when the keys, their order or the columns changed (rebuild), else only the cells not as

@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from app import launch
-from app.cells import recent_table, table_space, write_rows
+from app.cells import recent_table, set_columns, table_space, write_rows
 from app.launch import FORM_FIELDS, Device, Preset
 from app.messages import BrowseRuns, DevicesChanged, OpenRun, RunsChanged
 from app.preset_table import PresetTable, plan_text
@@ -65,7 +65,7 @@ class HomeScreen(LaunchQueueKeys, Screen):
         self.preset: Preset | None = None
         self.run_order: list[str] = []
         self.run_cells: dict[str, list] = {}  # run key -> its cells as drawn (cells.write_rows)
-        self.runs_layout = None  # the recent runs' columns and widths (cells.recent_table)
+        self.runs_layout = None  # the recent runs' columns as set (cells.set_columns)
         self.nproc = 1  # the processes field, once valid
         self.csx_passed: set[tuple] = set()  # override sets that `check-csx` lowered for CSX
         self.cerebras = False  # train.backend is cerebras: its fields and ctrl+t are offered
@@ -318,12 +318,8 @@ class HomeScreen(LaunchQueueKeys, Screen):
         order = list(dict.fromkeys([r["key"] for r in queued] + list(rows)))
         columns, widths, every = recent_table([rows[key] for key in order], table_space(table, len(order)))
         selected = self.run_order[table.cursor_row] if 0 <= table.cursor_row < len(self.run_order) else None
-        rebuild = (columns, widths) != self.runs_layout
-        if rebuild:
-            table.clear(columns=True)
-            for key in columns:
-                table.add_column(key, key=key, width=widths[key])
-            self.runs_layout = columns, widths
+        layout = set_columns(table, columns, columns, widths, self.runs_layout)
+        rebuild, self.runs_layout = layout != self.runs_layout, layout
         self.run_cells = write_rows(table, columns, dict(zip(order, every)), self.run_cells, rebuild)
         if (rebuild or order != self.run_order) and selected in order:  # rows written again: the cursor on its run
             table.move_cursor(row=order.index(selected))

@@ -22,6 +22,7 @@ from app.cells import (
     duration,
     fit_columns,
     run_status_cell,
+    set_columns,
     started,
     table_space,
     write_rows,
@@ -170,13 +171,8 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
         shown = sort_rows(shown, COLUMNS[self.sort_key][1], self.sort_reverse)
         current = self.current_id()
         columns, widths, rows = self.lay_out(shown)
-        layout = (columns, widths, self.sort_key, self.sort_reverse)  # headers carry the sort arrow
-        rebuild = layout != self.table_layout
-        if rebuild:
-            table.clear(columns=True)
-            for key in columns:
-                table.add_column(self.header(key), key=key, width=widths[key])
-            self.columns, self.table_layout = columns, layout
+        layout = set_columns(table, columns, [self.header(k) for k in columns], widths, self.table_layout)
+        rebuild, self.columns, self.table_layout = layout != self.table_layout, columns, layout
         ids = [r["key"] for r in shown]
         self.drawn = write_rows(table, columns, dict(zip(ids, rows)), self.drawn, rebuild)
         self.shown = shown

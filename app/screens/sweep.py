@@ -19,7 +19,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from app.cells import MIN_CUT, Columns, cell, fit, fit_columns, run_status_cell, short, table_space, write_rows
+from app.cells import MIN_CUT, Columns, cell, fit, fit_columns, run_status_cell, set_columns, short, table_space, write_rows
 from app.messages import OpenRun, RunsChanged
 from app.sweep_chart import BEST_MARKER, SweepChart, fmt_value, short_key, sort_value, sweep_plot, value_label
 from app.widgets import RUN_COLORS, ChartKeys, ChartView, CompareChart
@@ -155,12 +155,8 @@ class SweepScreen(ChartKeys, Screen):
         shape = Columns(headers, ("best", "name", *self.keys, "status", "step", self.metric), (other, "name", "loss"),
                         NAME_WIDTH)
         columns, widths, every = fit_columns(shape, every, table_space(table, len(every)))
-        rebuild = (columns, widths) != self.table_layout
-        if rebuild:
-            table.clear(columns=True)
-            for c in columns:
-                table.add_column(headers[c], key=c, width=widths[c])
-            self.table_layout = columns, widths
+        layout = set_columns(table, columns, [headers[c] for c in columns], widths, self.table_layout)
+        rebuild, self.table_layout = layout != self.table_layout, layout
         rows = {}
         for i, (row, cells) in enumerate(zip(self.members, every)):
             style = f"{RUN_COLORS[i % len(RUN_COLORS)][1]} {'bold' if row['key'] == self.best else ''}"
