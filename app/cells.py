@@ -165,7 +165,7 @@ class Columns(NamedTuple):
 
 
 def fit_columns(table: Columns, rows: list[dict], space: int,
-                short: dict | None = None) -> tuple[list[str], dict[str, int], list[dict]]:
+                small: dict | None = None) -> tuple[list[str], dict[str, int], list[dict]]:
     """A table laid out in `space` terminal cells with no horizontal scrolling: (its columns, in
     the order of its headers; each one's width; the rows as shown). rows: each row's cells (Text)
     by column, its name (str) as `name`; the rows returned are new, `name` the name as the column
@@ -173,7 +173,7 @@ def fit_columns(table: Columns, rows: list[dict], space: int,
     wide (narrower only when the names are); then the optional ones while they fit ("name" among
     them: the names widen to the max there); a `cut` one that does not fit whole in its turn takes
     what is left, its cells cut in the middle (fit_all: never two alike); what is left at the end
-    widens the names. A small terminal, where the required columns do not fit whole: `short`'s
+    widens the names. A small terminal, where the required columns do not fit whole: `small`'s
     cells ({column: a cell per row}) replace theirs, then the names narrow, to MIN_CUT."""
     headers, required = table.headers, table.required
     rows = [dict(row) for row in rows]  # the caller's rows as they were: a new cell is this layout's
@@ -185,8 +185,8 @@ def fit_columns(table: Columns, rows: list[dict], space: int,
     def others() -> int:  # the required columns but the names, and the names' padding
         return sum(widths[k] + PADDING for k in set(required) - {"name"}) + PADDING
 
-    if short and others() + min(longest, low) > space:
-        for key, cells in short.items():
+    if small and others() + min(longest, low) > space:
+        for key, cells in small.items():
             for row, value in zip(rows, cells):
                 row[key] = value
         widths = whole_widths(headers, rows)
@@ -243,7 +243,7 @@ def recent_table(rows: list[dict], space: int) -> tuple[list[str], dict[str, int
     every = [{"name": printable(r["name"]) + place, "preset": cell(r["preset"] or "–"), "status": run_status_cell(r),
               "step": cell(fmt_step(r)), "loss": cell(fmt_loss(r["loss"])), "started": started(r)}
              for r, place in zip(rows, places)]
-    columns, widths, every = fit_columns(RECENT, every, space, short={"step": [current_step(r) for r in rows]})
+    columns, widths, every = fit_columns(RECENT, every, space, small={"step": [current_step(r) for r in rows]})
     for cells, place in zip(every, places):
         label = cells["name"]
         cells["name"] = cell(label)

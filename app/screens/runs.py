@@ -153,7 +153,7 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
                         tuple({"tags", self.sort_key} & set(CUT)))
         every = [{k: printable(r["name"]) if k == "name" else self.cell(k, r) for k in keys} for r in shown]
         columns, widths, every = fit_columns(shape, every, table_space(self.query_one("#runs-table", DataTable), len(shown)),
-                                             short={"step": [current_step(r) for r in shown]})
+                                             small={"step": [current_step(r) for r in shown]})
         self.labels = {r["key"]: cells["name"] for r, cells in zip(shown, every)}
         for r, cells in zip(shown, every):
             cells["name"] = cell(cells["name"], "bold red" if r["problem"] else "")
