@@ -3,9 +3,9 @@ of the launch screen's recent runs (queued ones in queue order, first to start f
 others, newest first). Read off the screen as drawn."""
 import pytest
 from test_dash_app import run, wait_for
-from test_dash_browse import go_to, open_browser, synthetic_run
+from test_dash_browse import browser, go_to, open_browser, synthetic_run
 from test_dash_small import SWEPT, open_sweep, recent_runs, screen_lines, shown, sweep_runs
-from textual.widgets import Footer, Select, Static
+from textual.widgets import DataTable, Footer, Select, Static
 
 from app.main import DashApp
 from app.screens.compare import CompareScreen
@@ -139,3 +139,23 @@ def test_help_keys_line_up_whatever_their_width(tmp_path):
     assert any("[, shift+up" in row for row in rows) and len(rows) > 10, rows
     starts = {len(row) - len(row.split("  ")[-1]) for row in rows}  # where each description starts
     assert len(starts) == 1, rows
+
+
+def test_a_poll_tick_leaves_the_runs_table_where_the_user_scrolled_it(tmp_path):
+    """Every tick moved the cursor to its own row again, which scrolled the table back to it: a
+    table scrolled away from the cursor (the wheel, the scrollbar) jumped back within a second."""
+    root = tmp_path / "runs"
+    for i in range(60):
+        synthetic_run(root, f"run-{i:02d}", created=1_700_000_000 + i)
+
+    async def go():
+        app = browser(root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_browser(app, pilot)
+            table = screen.query_one("#runs-table", DataTable)
+            table.scroll_to(y=30, animate=False)
+            await pilot.pause()
+            assert table.scroll_y == 30 and table.cursor_row == 0
+            await pilot.pause(1.0)  # five polls at refresh 0.2
+            assert table.scroll_y == 30 and table.cursor_row == 0
+    run(go())

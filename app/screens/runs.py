@@ -176,7 +176,7 @@ class RunsScreen(RunActions, RunsQueueKeys, Screen):
         ids = [r["key"] for r in shown]
         self.drawn = write_rows(table, columns, dict(zip(ids, rows)), self.drawn, rebuild)
         self.shown = shown
-        if current in ids:
+        if current in ids and ids.index(current) != table.cursor_row:  # moving it scrolls to it: only when it moved
             table.move_cursor(row=ids.index(current))
         self.show_state()
         self.show_detail()
